@@ -1,0 +1,91 @@
+"""Shared pytest fixtures. Tests never touch the network: the Hugging Face hub is forced offline."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Folder of the real evaluation data files ($INPO_SHARED_DATA or <repo>/../shared/data)."""
+    env = os.environ.get("INPO_SHARED_DATA")
+    path = Path(env) if env else REPO_ROOT.parent / "shared" / "data"
+    if not path.is_dir():
+        pytest.skip(f"real data files absent: {path} (set INPO_SHARED_DATA to the shared data folder)")
+    return path
+
+
+def _jpeg(color, size=(48, 32), marker=(255, 255, 255), quality=95) -> bytes:
+    """Solid ``color`` JPEG whose left quarter is ``marker`` (so horizontal flips are visible)."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    im = Image.new("RGB", size, tuple(color))
+    if marker is not None:
+        ImageDraw.Draw(im).rectangle([0, 0, size[0] // 4 - 1, size[1] - 1], fill=tuple(marker))
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def _write_shard(path, rows, row_group_size=None):
+    """Write ``rows`` (dicts with caption, label_0, jpg_0, jpg_1 and optionally label_1, has_label,
+    ranking_id) as one parquet shard in the exact Pick-a-Pic v2 schema."""
+    import datetime
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from inpo.data.pickapic import PICKAPIC_V2_SCHEMA
+
+    cols = {name: [] for name in PICKAPIC_V2_SCHEMA.names}
+    t0 = datetime.datetime(2023, 5, 1)
+    for i, r in enumerate(rows):
+        l0 = r["label_0"]
+        l1 = r.get("label_1", None if l0 is None else 1.0 - l0)
+        rid = r.get("ranking_id", 1000 + i)
+        vals = {
+            "are_different": r.get("are_different", True),
+            "best_image_uid": f"uid{rid}_{0 if l0 == 1 else 1}",
+            "caption": r["caption"],
+            "created_at": t0 + datetime.timedelta(seconds=i),
+            "has_label": r.get("has_label", l0 is not None),
+            "image_0_uid": f"uid{rid}_0",
+            "image_0_url": f"https://example.invalid/{rid}_0.jpg",
+            "image_1_uid": f"uid{rid}_1",
+            "image_1_url": f"https://example.invalid/{rid}_1.jpg",
+            "jpg_0": r["jpg_0"],
+            "jpg_1": r["jpg_1"],
+            "label_0": l0,
+            "label_1": l1,
+            "model_0": "sdxl",
+            "model_1": "sd-2.1",
+            "ranking_id": rid,
+            "user_id": 7,
+            "num_example_per_prompt": 1,
+            "__index_level_0__": i,
+        }
+        for k, v in vals.items():
+            cols[k].append(v)
+    table = pa.Table.from_pydict(cols, schema=PICKAPIC_V2_SCHEMA)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path, row_group_size=row_group_size)
+    return path
+
+
+@pytest.fixture(scope="session")
+def jpeg():
+    return _jpeg
+
+
+@pytest.fixture(scope="session")
+def write_shard():
+    return _write_shard

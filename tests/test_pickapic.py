@@ -1,0 +1,219 @@
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from inpo.data.pickapic import (
+    REQUIRED_COLUMNS,
+    HubUnavailableError,
+    ImageDecodeError,
+    PreferencePairs,
+    RowGroupShuffleSampler,
+    SchemaError,
+    check_schema,
+    filter_pairs,
+    preferred_images,
+    resolve_shards,
+)
+
+RED, BLUE = (220, 20, 20), (20, 20, 220)
+CORRUPT = b"\xff\xd8\xff\xe0" + b"not really a jpeg" * 4
+
+
+@pytest.fixture
+def shards(tmp_path, jpeg, write_shard):
+    """Two shards (the first with 3 row groups) with winners, swapped winners, ties, no-label rows,
+    an invalid label and a corrupt image. Winner images are red, loser images blue."""
+    red, blue = jpeg(RED), jpeg(BLUE)
+    a = [
+        dict(caption="a cat", label_0=1.0, jpg_0=red, jpg_1=blue),  # kept, winner 0
+        dict(caption="a dog", label_0=0.0, jpg_0=blue, jpg_1=red),  # kept, swapped: winner 1
+        dict(caption="a cat", label_0=0.5, jpg_0=red, jpg_1=blue),  # tie
+        dict(caption="a fox", label_0=None, has_label=False, jpg_0=red, jpg_1=blue),  # no_label
+        dict(caption="an owl", label_0=0.0, jpg_0=blue, jpg_1=CORRUPT),  # corrupt winner image
+        dict(caption="a cow", label_0=0.3, jpg_0=red, jpg_1=blue),  # invalid label
+        dict(caption="a dog", label_0=1.0, jpg_0=red, jpg_1=blue),  # kept
+    ]
+    b = [
+        dict(caption="a hen", label_0=0.0, jpg_0=blue, jpg_1=red),  # kept, winner 1
+        dict(caption="a bee", label_0=0.5, jpg_0=blue, jpg_1=red),  # tie
+        dict(caption="a ram", label_0=1.0, jpg_0=CORRUPT, jpg_1=blue),  # corrupt winner
+        dict(caption="a pig", label_0=1.0, label_1=1.0, jpg_0=red, jpg_1=blue),  # inconsistent -> invalid
+        dict(caption="an elk", label_0=1.0, jpg_0=red, jpg_1=b""),  # empty loser bytes -> undecodable
+    ]
+    root = tmp_path / "pickapic"
+    write_shard(root / "data" / "train-00000-of-00002.parquet", a, row_group_size=3)
+    write_shard(root / "data" / "train-00001-of-00002.parquet", b, row_group_size=2)
+    write_shard(root / "data" / "test_unique-00000-of-00001.parquet", b[:1])
+    return root
+
+
+def test_filter_counts_and_manifest(shards, tmp_path):
+    m = filter_pairs(shards, tmp_path / "idx.parquet", tmp_path / "idx.json")
+    assert m["rows_in"] == 12
+    assert m["dropped"] == {"no_label": 1, "tie": 2, "invalid_label": 2, "undecodable_image": 0}
+    assert m["pairs_kept"] == 7  # corrupt images are not checked
+    assert m["n_shards"] == 2
+    assert [s["rows_in"] for s in m["shards"]] == [7, 5]
+    assert json.loads((tmp_path / "idx.json").read_text()) == m
+
+    m2 = filter_pairs(shards, tmp_path / "idx2.parquet", tmp_path / "idx2.json", check_images=True)
+    assert m2["dropped"] == {"no_label": 1, "tie": 2, "invalid_label": 2, "undecodable_image": 3}
+    assert m2["pairs_kept"] == 4
+    assert m2["unique_prompts"] == 3  # "a cat", "a dog" (twice), "a hen"
+    assert m2["winner_counts"] == {"0": 2, "1": 2}
+    t = pq.read_table(tmp_path / "idx2.parquet").to_pandas()
+    assert list(t.columns) == ["shard", "row", "caption", "winner", "ranking_id"]
+    assert t["caption"].tolist() == ["a cat", "a dog", "a dog", "a hen"]
+    assert t["row"].tolist() == [0, 1, 6, 0]  # row index within the shard, across row groups
+    assert t["winner"].tolist() == [0, 1, 0, 1]
+    assert t["shard"].str.endswith("train-00000-of-00002.parquet").tolist() == [True, True, True, False]
+    assert t["ranking_id"].tolist() == [1000, 1001, 1006, 1000]
+
+
+def test_max_rows_and_split(shards, tmp_path):
+    m = filter_pairs(shards, tmp_path / "i.parquet", tmp_path / "i.json", max_rows=4)
+    assert m["rows_in"] == 4 and m["pairs_kept"] == 2 and m["dropped"]["tie"] == 1
+    m = filter_pairs(shards, tmp_path / "t.parquet", tmp_path / "t.json", split="test_unique")
+    assert m["rows_in"] == 1 and m["pairs_kept"] == 1
+    assert len(resolve_shards(shards, "train")) == 2
+    with pytest.raises(FileNotFoundError, match="validation"):
+        resolve_shards(shards, "validation")
+
+
+def test_winner_first_by_pixels(shards, tmp_path):
+    filter_pairs(shards, tmp_path / "idx.parquet", tmp_path / "idx.json", check_images=True)
+    ds = PreferencePairs(tmp_path / "idx.parquet", 16, random_flip=False)
+    assert len(ds) == 4
+    for i in range(len(ds)):
+        item = ds[i]
+        assert item["index"] == i
+        for k in ("pixel_w", "pixel_l"):
+            x = item[k]
+            assert x.dtype == torch.float32 and x.shape == (3, 16, 16)
+            assert x.min() >= -1.0 and x.max() <= 1.0
+        # right half (away from the white marker): winner red, loser blue
+        w, lo = item["pixel_w"][:, :, 10:].mean((1, 2)), item["pixel_l"][:, :, 10:].mean((1, 2))
+        assert w[0] > 0.5 and w[2] < -0.5, (i, w)
+        assert lo[2] > 0.5 and lo[0] < -0.5, (i, lo)
+    assert [ds[i]["caption"] for i in range(4)] == ["a cat", "a dog", "a dog", "a hen"]
+
+
+def test_resize_and_center_crop(tmp_path, jpeg, write_shard):
+    # 64x32 image: left quarter (16 px) white; shorter side -> 16 gives 32x16, center crop drops 8 px
+    # on each side, so the white marker (8 px after resize) disappears entirely.
+    img = jpeg(RED, size=(64, 32))
+    write_shard(tmp_path / "s" / "x.parquet", [dict(caption="c", label_0=1.0, jpg_0=img, jpg_1=img)])
+    filter_pairs(tmp_path / "s", tmp_path / "i.parquet", tmp_path / "i.json")
+    x = PreferencePairs(tmp_path / "i.parquet", 16, random_flip=False)[0]["pixel_w"]
+    assert x.shape == (3, 16, 16)
+    assert x[1].max() < -0.5  # no white (green channel high) left after the center crop
+    y = PreferencePairs(tmp_path / "i.parquet", 16, random_flip=False, center_crop=False)[0]["pixel_w"]
+    assert y[1, :, :4].mean() > 0.5  # top-left crop keeps the marker
+
+
+def test_flips_independent_and_reproducible(tmp_path, jpeg, write_shard):
+    red, blue = jpeg(RED), jpeg(BLUE)
+    rows = [dict(caption=f"p{i}", label_0=float(i % 2), jpg_0=red if i % 2 else blue,
+                 jpg_1=blue if i % 2 else red) for i in range(40)]
+    write_shard(tmp_path / "s" / "x.parquet", rows, row_group_size=16)
+    filter_pairs(tmp_path / "s", tmp_path / "i.parquet", tmp_path / "i.json")
+    ds = PreferencePairs(tmp_path / "i.parquet", 16, seed=3)
+
+    def observed(item, key):  # white marker on the right half means flipped
+        g = item[key][1]
+        return bool(g[:, 12:].mean() > g[:, :4].mean())
+
+    e0 = [ds.flips(i) for i in range(len(ds))]
+    for i in range(0, 40, 7):
+        it = ds[i]
+        assert (observed(it, "pixel_w"), observed(it, "pixel_l")) == e0[i]
+    fw = np.array([f[0] for f in e0])
+    fl = np.array([f[1] for f in e0])
+    assert 5 < fw.sum() < 35 and 5 < fl.sum() < 35
+    assert (fw != fl).any() and (fw == fl).any()  # drawn independently
+    # reproducible: fresh dataset, same seed; different epoch -> different flips; resumable by epoch
+    ds2 = PreferencePairs(tmp_path / "i.parquet", 16, seed=3)
+    assert [ds2.flips(i) for i in range(40)] == e0
+    assert torch.equal(ds2[5]["pixel_w"], ds[5]["pixel_w"])
+    ds2.set_epoch(1)
+    e1 = [ds2.flips(i) for i in range(40)]
+    assert e1 != e0
+    ds.set_epoch(1)
+    assert [ds.flips(i) for i in range(40)] == e1
+    assert [PreferencePairs(tmp_path / "i.parquet", 16, seed=4).flips(i) for i in range(40)] != e0
+    assert all(f == (False, False) for f in (PreferencePairs(tmp_path / "i.parquet", 16, random_flip=False).flips(i)
+                                             for i in range(40)))
+
+
+def test_decode_error_names_shard_and_row(shards, tmp_path):
+    filter_pairs(shards, tmp_path / "idx.parquet", tmp_path / "idx.json")  # no image check
+    ds = PreferencePairs(tmp_path / "idx.parquet", 16)
+    t = pq.read_table(tmp_path / "idx.parquet").to_pandas()
+    bad = int(np.flatnonzero(t["caption"].eq("an owl"))[0])
+    with pytest.raises(ImageDecodeError, match=r"jpg_1 of shard .*train-00000-of-00002\.parquet row 4"):
+        ds[bad]
+
+
+def test_winners_only_and_pickle(shards, tmp_path):
+    filter_pairs(shards, tmp_path / "idx.parquet", tmp_path / "idx.json", check_images=True)
+    ds = preferred_images(tmp_path / "idx.parquet", 8, random_flip=False)
+    item = ds[1]
+    assert set(item) == {"pixel_w", "caption", "index"}
+    assert item["pixel_w"][0, :, 5:].mean() > 0.5
+    ds2 = pickle.loads(pickle.dumps(ds))  # DataLoader workers
+    assert torch.equal(ds2[1]["pixel_w"], item["pixel_w"])
+
+
+def test_row_group_sampler(tmp_path, jpeg, write_shard):
+    red = jpeg(RED)
+    rows = [dict(caption=f"p{i}", label_0=1.0, jpg_0=red, jpg_1=red) for i in range(50)]
+    write_shard(tmp_path / "s" / "a.parquet", rows, row_group_size=10)
+    write_shard(tmp_path / "s" / "b.parquet", rows[:20], row_group_size=7)
+    filter_pairs(tmp_path / "s", tmp_path / "i.parquet", tmp_path / "i.json")
+    ds = PreferencePairs(tmp_path / "i.parquet", 8)
+    groups = ds.row_groups()
+    assert len(np.unique(groups)) == 5 + 3
+    s = RowGroupShuffleSampler(ds, seed=1)
+    order = list(s)
+    assert sorted(order) == list(range(70))
+    assert order != list(range(70))
+    g = groups[order]
+    assert (np.diff(g) != 0).sum() == 7  # each row group visited in one contiguous run
+    assert list(RowGroupShuffleSampler(ds, seed=1)) == order
+    s.set_epoch(1)
+    assert list(s) != order
+    parts = [list(RowGroupShuffleSampler(ds, seed=1, num_replicas=2, rank=r)) for r in (0, 1)]
+    assert sorted(parts[0] + parts[1]) == list(range(70))
+
+
+def test_schema_error_names_column_and_file(shards, tmp_path):
+    check_schema(shards)  # the exact v2 schema passes
+    bad = tmp_path / "bad" / "train-00000-of-00001.parquet"
+    bad.parent.mkdir()
+    t = pq.read_table(shards / "data" / "train-00001-of-00002.parquet").drop_columns(["label_0", "jpg_1"])
+    pq.write_table(t, bad)
+    with pytest.raises(SchemaError) as e:
+        check_schema(bad.parent)
+    msg = str(e.value)
+    assert "label_0" in msg and "jpg_1" in msg and str(bad) in msg
+    assert "caption" not in msg.split("missing column(s)")[1].split("\n")[0]
+    with pytest.raises(SchemaError, match="label_0"):
+        filter_pairs([bad], tmp_path / "x.parquet", tmp_path / "x.json")
+    assert not (tmp_path / "x.parquet").exists()
+    assert set(REQUIRED_COLUMNS) >= {"caption", "jpg_0", "jpg_1", "label_0"}
+
+
+def test_hub_id_offline_fails_fast(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    with pytest.raises(HubUnavailableError, match="HF_HUB_OFFLINE"):
+        check_schema("yuvalkirstain/pickapic_v2")
+    with pytest.raises(FileNotFoundError):
+        resolve_shards(tmp_path / "does-not-exist")
