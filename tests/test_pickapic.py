@@ -119,8 +119,12 @@ def test_resize_and_center_crop(tmp_path, jpeg, write_shard):
 
 def test_flips_independent_and_reproducible(tmp_path, jpeg, write_shard):
     red, blue = jpeg(RED), jpeg(BLUE)
-    rows = [dict(caption=f"p{i}", label_0=float(i % 2), jpg_0=red if i % 2 else blue,
-                 jpg_1=blue if i % 2 else red) for i in range(40)]
+    rows = [
+        dict(
+            caption=f"p{i}", label_0=float(i % 2), jpg_0=red if i % 2 else blue, jpg_1=blue if i % 2 else red
+        )
+        for i in range(40)
+    ]
     write_shard(tmp_path / "s" / "x.parquet", rows, row_group_size=16)
     filter_pairs(tmp_path / "s", tmp_path / "i.parquet", tmp_path / "i.json")
     ds = PreferencePairs(tmp_path / "i.parquet", 16, seed=3)
@@ -147,8 +151,10 @@ def test_flips_independent_and_reproducible(tmp_path, jpeg, write_shard):
     ds.set_epoch(1)
     assert [ds.flips(i) for i in range(40)] == e1
     assert [PreferencePairs(tmp_path / "i.parquet", 16, seed=4).flips(i) for i in range(40)] != e0
-    assert all(f == (False, False) for f in (PreferencePairs(tmp_path / "i.parquet", 16, random_flip=False).flips(i)
-                                             for i in range(40)))
+    assert all(
+        f == (False, False)
+        for f in (PreferencePairs(tmp_path / "i.parquet", 16, random_flip=False).flips(i) for i in range(40))
+    )
 
 
 def test_decode_error_names_shard_and_row(shards, tmp_path):
@@ -217,3 +223,14 @@ def test_hub_id_offline_fails_fast(tmp_path, monkeypatch):
         check_schema("yuvalkirstain/pickapic_v2")
     with pytest.raises(FileNotFoundError):
         resolve_shards(tmp_path / "does-not-exist")
+
+
+def test_image_check_streams_in_small_batches(shards, tmp_path, monkeypatch):
+    import functools
+
+    import inpo.data.pickapic as pk
+
+    monkeypatch.setattr(pk, "_check_images", functools.partial(pk._check_images, batch_rows=1))
+    m = filter_pairs(shards, tmp_path / "i.parquet", tmp_path / "i.json", check_images=True)
+    assert m["pairs_kept"] == 4 and m["dropped"]["undecodable_image"] == 3
+    assert pq.read_table(tmp_path / "i.parquet")["row"].to_pylist() == [0, 1, 6, 0]

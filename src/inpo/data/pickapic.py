@@ -113,10 +113,17 @@ def _hub_shards(repo_id: str, split: str | None) -> list[Path]:
         from huggingface_hub import snapshot_download
     except ImportError as e:  # pragma: no cover - dependency of diffusers/transformers
         raise HubUnavailableError(f"huggingface_hub is needed to resolve hub id {repo_id!r}") from e
-    pats = ["*.parquet"] if split is None else [
-        f"data/{split}-*.parquet", f"{split}-*.parquet", f"{split}/*.parquet", f"data/{split}/*.parquet",
-        f"*/{split}/*.parquet",
-    ]
+    pats = (
+        ["*.parquet"]
+        if split is None
+        else [
+            f"data/{split}-*.parquet",
+            f"{split}-*.parquet",
+            f"{split}/*.parquet",
+            f"data/{split}/*.parquet",
+            f"*/{split}/*.parquet",
+        ]
+    )
     local = None
     try:  # offline first: the hub cache
         local = snapshot_download(repo_id, repo_type="dataset", allow_patterns=pats, local_files_only=True)
@@ -144,7 +151,9 @@ def _hub_shards(repo_id: str, split: str | None) -> list[Path]:
     return _select_split(files, split, repo_id)
 
 
-def resolve_shards(source: str | os.PathLike | Sequence[str | os.PathLike], split: str | None = "train") -> list[Path]:
+def resolve_shards(
+    source: str | os.PathLike | Sequence[str | os.PathLike], split: str | None = "train"
+) -> list[Path]:
     """Shard files of ``source``: a parquet file, a folder (searched recursively for ``*.parquet``;
     files named ``{split}-*.parquet`` or under a ``{split}/`` folder are selected when splits are
     tagged), a list of files, or a hub dataset id (cache first; fails fast when offline)."""
@@ -167,7 +176,9 @@ def resolve_shards(source: str | os.PathLike | Sequence[str | os.PathLike], spli
     s = str(source)
     if _HUB_ID_RE.match(s) and not s.startswith((".", "/")):
         return _hub_shards(s, split)
-    raise FileNotFoundError(f"Pick-a-Pic source {s!r} is neither an existing file/folder nor a hub dataset id")
+    raise FileNotFoundError(
+        f"Pick-a-Pic source {s!r} is neither an existing file/folder nor a hub dataset id"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -235,6 +246,34 @@ def _decodable(b: bytes | None) -> bool:
         return True
     except Exception:  # noqa: BLE001 - any decoder failure means "undecodable"
         return False
+
+
+def _check_images(path, rg: int, rows: np.ndarray, batch_rows: int = 32) -> np.ndarray:
+    """Decodability of both images of ``rows`` (indices within row group ``rg``), streamed in small
+    batches with a buffered reader so that a large row group of image bytes is never held whole."""
+    ok = np.zeros(rows.size, dtype=bool)
+    want = np.zeros(int(rows.max()) + 1, dtype=bool)
+    want[rows] = True
+    pos = {int(r): i for i, r in enumerate(rows)}
+    pf = pq.ParquetFile(path, buffer_size=1 << 22, pre_buffer=False)
+    start = 0
+    try:
+        for batch in pf.iter_batches(batch_size=batch_rows, row_groups=[rg], columns=["jpg_0", "jpg_1"]):
+            n = batch.num_rows
+            sel = np.flatnonzero(want[start : start + n])
+            if sel.size:
+                c0, c1 = batch.column(0), batch.column(1)
+                for j in sel:
+                    ok[pos[start + int(j)]] = _decodable(c0[int(j)].as_py()) and _decodable(
+                        c1[int(j)].as_py()
+                    )
+            start += n
+            if start >= want.size:
+                break
+    finally:
+        if hasattr(pf, "close"):
+            pf.close()
+    return ok
 
 
 def _as_float(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -326,11 +365,7 @@ def filter_pairs(
                 counts["invalid_label"] += int((~no_label & ~tie & ~valid).sum())
                 keep = np.flatnonzero(valid)
                 if check_images and keep.size:
-                    imgs = pf.read_row_group(rg, columns=["jpg_0", "jpg_1"])
-                    j0 = imgs["jpg_0"].take(pa.array(keep)).to_pylist()
-                    j1 = imgs["jpg_1"].take(pa.array(keep)).to_pylist()
-                    del imgs
-                    ok = np.array([_decodable(a) and _decodable(b) for a, b in zip(j0, j1)], dtype=bool)
+                    ok = _check_images(f, rg, keep)
                     counts["undecodable_image"] += int((~ok).sum())
                     keep = keep[ok]
                 if keep.size:
@@ -422,7 +457,9 @@ class _ShardReader:
         off = self._offsets.get(sid)
         if off is None:
             md = pq.read_metadata(self.shards[sid])
-            off = np.cumsum([0] + [md.row_group(i).num_rows for i in range(md.num_row_groups)], dtype=np.int64)
+            off = np.cumsum(
+                [0] + [md.row_group(i).num_rows for i in range(md.num_row_groups)], dtype=np.int64
+            )
             self._offsets[sid] = off
         return off
 
@@ -531,7 +568,9 @@ class PreferencePairs(_TorchDataset):
         bad = ~np.isin(self._winner, (0, 1))
         if bad.any():
             raise ValueError(f"{self.index_path}: winner must be 0 or 1 ({int(bad.sum())} rows are not)")
-        self._reader = _ShardReader(self.shards, max_open_files=max_open_files, cache_row_groups=cache_row_groups)
+        self._reader = _ShardReader(
+            self.shards, max_open_files=max_open_files, cache_row_groups=cache_row_groups
+        )
 
     def __len__(self) -> int:
         return len(self._row)
