@@ -666,3 +666,11 @@ class RowGroupShuffleSampler(_TorchSampler):
 
     def __len__(self) -> int:
         return len(self.groups) // self.num_replicas
+
+
+def pickapic_test_prompts(source=None):
+    """The 500 captions of the v2 ``test_unique`` split as a DataFrame ``index, prompt``
+    (same as ``inpo.data.prompts.load_prompt_set("pickapic_test", source)``)."""
+    from inpo.data.prompts import load_prompt_set
+
+    return load_prompt_set("pickapic_test", source)
