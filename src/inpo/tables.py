@@ -692,7 +692,7 @@ def write_csv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write ``df`` as CSV (MultiIndex columns flattened, index as columns); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    flatten_columns(df).to_csv(path, index=False)
+    flatten_columns(df).to_csv(path, index=False, float_format="%.10g")
     return path
 
 
