@@ -51,6 +51,30 @@ def test_cli_tables(tmp_path):
     assert rc == 0 and set(pd.read_csv(tmp_path / "table1_winrates.csv")["baseline"]) == {"dpo"}
 
 
+class _Named(list):
+    """Stand-in for snakemake's Namedlist: a list whose named entries are attributes."""
+
+    def __init__(self, items=(), **named):
+        super().__init__([*items, *named.values()])
+        self._named = named
+        for k, v in named.items():
+            setattr(self, k, v)
+
+    def items(self):
+        return self._named.items()
+
+
+def test_snakemake_tables_glue(tmp_path):
+    outs = [str(tmp_path / f"{n}.{e}") for n in report.TABLE_NAMES for e in ("csv", "tex")]
+    smk = type("Smk", (), {})()
+    smk.input = _Named(scores=[str(FIX / "scores.csv")], runs=str(FIX / "runs.csv"))
+    smk.params = _Named(benchmark_root=str(FIX), baselines=["base", "dpo"], paper_rows={"inpo": 13})
+    smk.output = _Named(outs)
+    report.snakemake_tables(smk)
+    t2 = pd.read_csv(tmp_path / "table2_ablations.csv").set_index("run")
+    assert t2.loc["inpo", "paper_gpu_hours"].tolist() == [57.6, 57.6]
+
+
 def test_missing_kernel_is_a_clear_error():
     with pytest.raises(RuntimeError, match="ipykernel install --sys-prefix"):
         report.ensure_kernel("no-such-kernel-xyz")

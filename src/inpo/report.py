@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -160,7 +161,14 @@ def ensure_kernel(kernel_name: str = "python3") -> str:
             f"Jupyter kernel {kernel_name!r} not found. Install ipykernel into this interpreter "
             f"({sys.executable}) and register it: `{sys.executable} -m ipykernel install --sys-prefix`"
         ) from e
-    return spec.argv[0]
+    exe = spec.argv[0]
+    if os.path.isabs(exe) and os.path.realpath(exe) != os.path.realpath(sys.executable):
+        warnings.warn(
+            f"Jupyter kernel {kernel_name!r} runs {exe}, not this interpreter ({sys.executable}); it may lack "
+            f"`inpo`. Register this one: `{sys.executable} -m ipykernel install --sys-prefix`",
+            stacklevel=2,
+        )
+    return exe
 
 
 def render_notebook(
