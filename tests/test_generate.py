@@ -191,3 +191,49 @@ def test_bad_arguments(components, prompts, tmp_path):
         _run(components, pd.concat([prompts, prompts]), tmp_path)
     with pytest.raises(ValueError, match="kind"):
         _run(components, prompts, tmp_path / "k", kind="sd3")
+
+
+def _sdxl_components(tokenizer, tokenizer_2, seed: int = 0):
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(8, 16), layers_per_block=1, sample_size=8, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
+        addition_time_embed_dim=8, transformer_layers_per_block=(1, 1),
+        projection_class_embeddings_input_dim=6 * 8 + 32, cross_attention_dim=64, norm_num_groups=4,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=[8, 16], in_channels=3, out_channels=3,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"], latent_channels=4, norm_num_groups=4,
+        sample_size=16,
+    )
+    te_cfg = dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+                  vocab_size=49408, max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407,
+                  pad_token_id=49407, hidden_act="gelu", projection_dim=32)
+    sched = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                   num_train_timesteps=1000, steps_offset=1, timestep_spacing="leading")
+    return {"unet": unet.eval(), "vae": vae.eval(), "text_encoder": CLIPTextModel(CLIPTextConfig(**te_cfg)).eval(),
+            "text_encoder_2": CLIPTextModelWithProjection(CLIPTextConfig(**te_cfg)).eval(),
+            "tokenizer": tokenizer, "tokenizer_2": tokenizer_2, "scheduler": sched}
+
+
+def test_sdxl_batch_and_shard_invariant(tokenizer, prompts, tmp_path_factory):
+    from inpo.tokenizer import build_clip_tokenizer
+
+    tok2 = build_clip_tokenizer(tmp_path_factory.mktemp("tok2"), pad_token="!")
+    comps = _sdxl_components(tokenizer, tok2)
+    rows = prompts.iloc[:3]
+    a = _run(comps, rows, tmp_path_factory.mktemp("xl_a"), kind="sdxl", batch_size=3)
+    out_b, b = tmp_path_factory.mktemp("xl_b"), []
+    for i in range(2):
+        b += _run(comps, rows, out_b, kind="sdxl", batch_size=1, shard=(i, 2))
+    by_name = {p.name: p for p in b}
+    for p in a:
+        with Image.open(p) as im:
+            assert im.size == (16, 16)
+        assert np.abs(_pixels(p) - _pixels(by_name[p.name])).max() <= 1
