@@ -100,15 +100,15 @@ class TinySDConfig:
     - ``seed``: weight initialisation seed.
     """
 
-    sample_size: int = 32
+    sample_size: int = 16
     latent_channels: int = 4
-    vae_block_channels: tuple[int, ...] = (32, 64)
+    vae_block_channels: tuple[int, ...] = (32,)
     vae_layers_per_block: int = 1
-    vae_norm_groups: int = 16
-    unet_block_channels: tuple[int, ...] = (64, 128)
+    vae_norm_groups: int = 8
+    unet_block_channels: tuple[int, ...] = (32, 64)
     unet_cross_attn: tuple[bool, ...] = (False, True)
-    unet_layers_per_block: int = 2
-    unet_attention_head_dim: int = 16
+    unet_layers_per_block: int = 1
+    unet_attention_head_dim: int = 8
     unet_norm_groups: int = 16
     text_hidden_size: int = 64
     text_layers: int = 2
