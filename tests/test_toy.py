@@ -24,7 +24,7 @@ def test_captions_and_render_determinism(world):
     a = world.render(caps[0], np.random.default_rng(5))
     b = world.render(caps[0], np.random.default_rng(5))
     c = world.render(caps[0], np.random.default_rng(6))
-    assert a.dtype == np.uint8 and a.shape == (32, 32, 3)
+    assert a.dtype == np.uint8 and a.shape == (16, 16, 3)
     assert np.array_equal(a, b) and not np.array_equal(a, c)
     ds = ToyImageDataset(world, 10, seed=3)
     assert torch.equal(ds[4]["pixel_w"], ToyImageDataset(world, 10, seed=3)[4]["pixel_w"])
@@ -39,7 +39,7 @@ def test_dataset_items(world):
     it = ds[13]
     assert set(it) == {"pixel_w", "caption", "index"} and it["index"] == 13
     x = it["pixel_w"]
-    assert x.dtype == torch.float32 and x.shape == (3, 32, 32)
+    assert x.dtype == torch.float32 and x.shape == (3, 16, 16)
     assert -1.0 <= float(x.min()) < float(x.max()) <= 1.0
     assert it["caption"] == world.captions[13 % 12]
     with pytest.raises(IndexError):
@@ -83,7 +83,7 @@ def test_reward_prefers_intended_properties_and_is_smooth(world):
     cap = "a red circle on a dark background"
     best, c0 = _ideal(world, cap)
     r_best = world.hidden_reward(best[None], [cap])[0]
-    assert r_best > 0.95
+    assert r_best > 0.9
     # colour moving away from the ideal lowers the reward monotonically and smoothly
     prev = r_best
     rs = []
@@ -240,7 +240,7 @@ def test_toy_evaluators(world):
         assert 0.7 < c < 0.9999
     # aesthetic prefers clean images over noisy ones
     rng = np.random.default_rng(0)
-    noisy = [Image.fromarray(np.clip(np.asarray(im) + rng.normal(0, 25, (32, 32, 3)), 0, 255).astype(np.uint8))
+    noisy = [Image.fromarray(np.clip(np.asarray(im) + rng.normal(0, 25, (16, 16, 3)), 0, 255).astype(np.uint8))
              for im in ims]
     assert build("toy_aesthetic").score(noisy, caps).mean() < res["toy_aesthetic"][0].mean() - 0.5
     # world options pass through kwargs
