@@ -26,7 +26,7 @@ from inpo.models import TinySDConfig, build_tiny_sd15, save_pipeline
 
 PRESETS = {
     # calibrated defaults (see the report in the commit message / docs)
-    "default": {"model": {}, "vae_steps": 150, "unet_steps": 700, "batch": 64, "lr": 2e-3},
+    "default": {"model": {"unet_cross_attn": (True, True)}, "vae_steps": 250, "unet_steps": 700, "batch": 64, "lr": 1e-3},
     "smoke": {
         "model": {"unet_block_channels": (32, 64), "unet_layers_per_block": 1, "unet_attention_head_dim": 8},
         "vae_steps": 60,
