@@ -1,0 +1,177 @@
+"""Typed, documented configuration of a training run.
+
+The Snakemake config (validated against ``workflow/schemas/config.schema.yaml``) is turned into a
+:class:`TrainConfig` per run by the workflow; the trainer only ever sees this dataclass. Every
+hyperparameter an ablation sweeps lives here, never as a literal in code.
+Unknown keys are errors that name the key and where it was found.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+Method = Literal["inpo", "dpo", "sft", "kto"]
+
+
+@dataclass
+class InversionConfig:
+    """DDIM inversion of InPO (``algorithm.md`` section 1.4)."""
+
+    model: Literal["policy", "reference"] = "policy"
+    """Which UNet inverts: the policy being trained (reference code) or the frozen reference."""
+    n_steps: int = 10
+    """Number of inversion levels ``n_inv`` (paper ablation: 3, 5, 10, 30)."""
+    eta: float = 0.1
+    """Stochastic inversion term (reference code 0.1; the paper's deterministic DDIM is 0)."""
+    guidance_scale: float = 1.0
+    """Classifier-free guidance during inversion; > 1 also runs the unconditional branch."""
+
+
+@dataclass
+class MethodConfig:
+    """How ``(x_t, target)`` and the loss are built."""
+
+    name: Method = "inpo"
+    beta: float = 2000.0
+    """DPO/KTO temperature (InPO SD1.5: 2000, SDXL: 5000; Diffusion-DPO 5000; KTO 1000)."""
+    t_min: int = 0
+    """Timesteps are drawn from ``U{t_min..t_max}`` (paper S9 trains on the last 900, 800, ...)."""
+    t_max: int = 999
+    caption_dropout: float = 0.2
+    """Probability that a caption is replaced by "" (before inversion, so it is conditioned the same)."""
+    inversion: InversionConfig = field(default_factory=InversionConfig)
+
+
+@dataclass
+class OptimConfig:
+    optimizer: Literal["adamw", "adafactor"] = "adamw"
+    learning_rate: float = 1e-8
+    scale_lr: bool = True
+    """Multiply ``learning_rate`` by the pairs per update (paper: 1e-8 x 1024 = 1.024e-5)."""
+    weight_decay: float = 1e-2
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_eps: float = 1e-8
+    warmup_updates: int = 200
+    """Linear warm-up over this many optimizer updates, then constant."""
+    max_grad_norm: float = 1.0
+
+
+@dataclass
+class ModelConfig:
+    pretrained: str = ""
+    """Pipeline the policy and the reference start from: a local diffusers folder or a hub id."""
+    kind: Literal["sd15", "sdxl"] = "sd15"
+    vae: str | None = None
+    """Optional separate VAE (SDXL paper runs: madebyollin/sdxl-vae-fp16-fix)."""
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class DataConfig:
+    kind: Literal["pairs", "toy_images"] = "pairs"
+    """``pairs``: a filtered Pick-a-Pic index; ``toy_images``: procedural toy images (pretraining)."""
+    index: str = ""
+    """Path of the filtered pair index (``pairs``)."""
+    resolution: int = 512
+    random_flip: bool = True
+    toy_images: int = 0
+    """Number of toy images (``toy_images``)."""
+    toy_world: dict[str, Any] = field(default_factory=dict)
+    """Keyword options of :class:`inpo.data.toy.ToyWorld` (``toy_images``)."""
+    num_workers: int = 0
+
+
+@dataclass
+class TrainConfig:
+    """One training run: a method, its data, its model and its schedule."""
+
+    output_dir: str
+    """Where the trained pipeline (a diffusers folder) is written."""
+    state_dir: str
+    """Checkpoints for resume; kept outside Snakemake's declared outputs so reruns can resume."""
+    method: MethodConfig = field(default_factory=MethodConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    micro_batch_size: int = 1
+    """Pairs per process per micro-step (paper: 1)."""
+    grad_accum: int = 128
+    """Micro-steps per optimizer update (paper: 128, with 8 processes -> 1024 pairs per update)."""
+    max_updates: int = 400
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    seed: int = 0
+    checkpoint_every: int = 50
+    """Save a resumable checkpoint every N optimizer updates (0: never)."""
+    checkpoints_total_limit: int = 2
+    log_csv: str | None = None
+    tensorboard_dir: str | None = None
+    progress: bool = True
+
+    def pairs_per_update(self, num_processes: int = 1) -> int:
+        return self.micro_batch_size * self.grad_accum * num_processes
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _from_dict(cls, data: dict[str, Any], where: str):
+    if not isinstance(data, dict):
+        raise TypeError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise KeyError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(names)}")
+    kwargs = {}
+    for key, value in data.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _from_dict(hint, value, f"{where}.{key}")
+        else:
+            kwargs[key] = _check_literal(hint, value, f"{where}.{key}")
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise KeyError(f"{where}: {exc}") from None
+
+
+def _check_literal(hint, value, where):
+    if typing.get_origin(hint) is Literal and value not in typing.get_args(hint):
+        raise ValueError(f"{where}: {value!r} is not one of {list(typing.get_args(hint))}")
+    return value
+
+
+def train_config_from_dict(data: dict[str, Any], where: str = "train") -> TrainConfig:
+    cfg = _from_dict(TrainConfig, data, where)
+    validate(cfg)
+    return cfg
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    with open(path) as fh:
+        return train_config_from_dict(yaml.safe_load(fh), where=str(path))
+
+
+def validate(cfg: TrainConfig) -> None:
+    m = cfg.method
+    if not 0 <= m.t_min <= m.t_max <= 999:
+        raise ValueError(f"method: need 0 <= t_min <= t_max <= 999, got [{m.t_min}, {m.t_max}]")
+    if not 0 <= m.caption_dropout <= 1:
+        raise ValueError(f"method.caption_dropout must be in [0, 1], got {m.caption_dropout}")
+    if m.inversion.n_steps < 1:
+        raise ValueError(f"method.inversion.n_steps must be >= 1, got {m.inversion.n_steps}")
+    if m.inversion.guidance_scale < 1:
+        raise ValueError("method.inversion.guidance_scale must be >= 1")
+    if cfg.micro_batch_size < 1 or cfg.grad_accum < 1 or cfg.max_updates < 0:
+        raise ValueError("micro_batch_size and grad_accum must be >= 1, max_updates >= 0")
+    if cfg.data.kind == "pairs" and not cfg.data.index:
+        raise ValueError("data.index: the filtered pair index is required for data.kind = pairs")
+    if cfg.data.kind == "toy_images" and m.name != "sft":
+        raise ValueError("data.kind = toy_images only trains with method.name = sft")

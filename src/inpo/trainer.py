@@ -1,0 +1,396 @@
+"""The one training loop shared by InPO, Diffusion-DPO, SFT and KTO (and toy pretraining).
+
+Start it in every worker with::
+
+    accelerate launch --num_processes N -m inpo.trainer --config run.yaml
+
+Sample order: update ``u`` consumes the pairs at positions ``u * P .. (u + 1) * P - 1`` of a
+stream made of one seeded permutation of the data per epoch (``P`` = pairs per update =
+micro-batch x accumulation x processes). Within an update, process ``r`` at micro-step ``a`` takes
+the slots ``a * (B * n_proc) + r * B + [0, B)``. Together with per-pair random draws
+(:mod:`inpo.methods`), an update sees the same pairs with the same draws whatever ``B``, ``A``
+and the number of processes, and a resumed run continues exactly where the checkpoint was taken.
+
+Checkpoints (``state_dir/checkpoint-<update>``: model, optimizer, trainer state) live outside the
+declared outputs, so a job killed by its scheduler resumes from the latest one when rerun.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import shutil
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+from .config import TrainConfig, load_train_config
+from .methods import (
+    PairGenerators,
+    TextConditioner,
+    build_inputs,
+    derive_seed,
+    method_loss,
+    needs_reference,
+    per_image_error,
+)
+
+LOG_COLUMNS = [
+    "update", "pairs_seen", "loss", "implicit_acc", "model_err_w", "model_err_l",
+    "ref_err_w", "ref_err_l", "lr", "grad_norm", "wall_s",
+]
+
+
+# --------------------------------------------------------------------------- data order
+
+
+class PairStream:
+    """Deterministic global order of dataset indices: one seeded permutation per epoch."""
+
+    def __init__(self, n: int, seed: int):
+        if n <= 0:
+            raise ValueError("the training dataset is empty")
+        self.n, self.seed = n, seed
+        self._cache: dict[int, torch.Tensor] = {}
+
+    def permutation(self, epoch: int) -> torch.Tensor:
+        if epoch not in self._cache:
+            if len(self._cache) > 2:
+                self._cache.pop(min(self._cache))
+            g = torch.Generator().manual_seed(derive_seed(self.seed, epoch, 7919))
+            self._cache[epoch] = torch.randperm(self.n, generator=g)
+        return self._cache[epoch]
+
+    def at(self, positions: range) -> list[tuple[int, int]]:
+        """``(epoch, dataset index)`` at each global stream position."""
+        out = []
+        for pos in positions:
+            epoch, k = divmod(pos, self.n)
+            out.append((epoch, int(self.permutation(epoch)[k])))
+        return out
+
+
+def micro_batch_positions(update: int, micro: int, rank: int, cfg: TrainConfig, n_proc: int) -> range:
+    B = cfg.micro_batch_size
+    start = update * cfg.pairs_per_update(n_proc) + micro * B * n_proc + rank * B
+    return range(start, start + B)
+
+
+def build_dataset(cfg: TrainConfig):
+    d = cfg.data
+    if d.kind == "pairs":
+        from .data.pickapic import PreferencePairs
+
+        return PreferencePairs(
+            d.index, d.resolution, random_flip=d.random_flip, seed=cfg.seed,
+            winners_only=cfg.method.name == "sft",
+        )
+    from .data.toy import ToyImageDataset, ToyWorld
+
+    return ToyImageDataset(ToyWorld(**d.toy_world), d.toy_images, seed=cfg.seed)
+
+
+def fetch(dataset, items: list[tuple[int, int]]) -> dict:
+    """Collate the dataset items at ``(epoch, index)`` into a batch."""
+    rows = []
+    for epoch, idx in items:
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(epoch)
+        rows.append(dataset[idx])
+    batch = {
+        "pixel_w": torch.stack([r["pixel_w"] for r in rows]),
+        "caption": [r["caption"] for r in rows],
+        "index": [idx for _, idx in items],
+        "epoch": [e for e, _ in items],
+    }
+    if "pixel_l" in rows[0]:
+        batch["pixel_l"] = torch.stack([r["pixel_l"] for r in rows])
+    return batch
+
+
+# --------------------------------------------------------------------------- the model bundle
+
+
+class Models:
+    """Policy (trainable), frozen reference, frozen VAE and text encoders, and the schedule."""
+
+    def __init__(self, cfg: TrainConfig, device, weight_dtype):
+        from .models import load_components
+
+        comps = load_components(cfg.model.pretrained, kind=cfg.model.kind, vae=cfg.model.vae)
+        self.components = comps
+        self.policy = comps["unet"]
+        self.policy.train()
+        if cfg.model.gradient_checkpointing:
+            self.policy.enable_gradient_checkpointing()
+        self.reference = None
+        if needs_reference(cfg.method):
+            import copy
+
+            self.reference = copy.deepcopy(self.policy).requires_grad_(False).eval().to(device, weight_dtype)
+        self.vae = comps["vae"].requires_grad_(False).eval()
+        # the VAE stays fp32 for SDXL (the fp16-fix VAE is still safer in fp32 on CPU); SD1.5 follows weights
+        self.vae.to(device, torch.float32 if cfg.model.kind == "sdxl" else weight_dtype)
+        encoders = [comps["text_encoder"]] + ([comps["text_encoder_2"]] if cfg.model.kind == "sdxl" else [])
+        tokenizers = [comps["tokenizer"]] + ([comps["tokenizer_2"]] if cfg.model.kind == "sdxl" else [])
+        for enc in encoders:
+            enc.requires_grad_(False).eval().to(device, weight_dtype)
+        self.text = TextConditioner(tokenizers, encoders, kind=cfg.model.kind, resolution=cfg.data.resolution)
+        self.alphas_cumprod = comps["scheduler"].alphas_cumprod.to(device=device, dtype=torch.float32)
+        self.scaling_factor = self.vae.config.scaling_factor
+
+    @torch.no_grad()
+    def encode(self, pixels: torch.Tensor, gens: list[torch.Generator]) -> torch.Tensor:
+        """``vae.encode(img).latent_dist.sample() * scaling_factor``, one generator per image."""
+        dist = self.vae.encode(pixels.to(self.vae.device, self.vae.dtype)).latent_dist
+        noise = torch.stack([torch.randn(dist.mean.shape[1:], generator=g) for g in gens])
+        latents = dist.mean + dist.std * noise.to(dist.mean.device, dist.mean.dtype)
+        return (latents * self.scaling_factor).float()
+
+
+def micro_step(cfg: TrainConfig, models: Models, policy, batch: dict, device, all_reduce_mean=None):
+    """Loss and metrics of one micro-batch: the only place where methods differ is
+    :func:`inpo.methods.build_inputs` / :func:`inpo.methods.method_loss`."""
+    mcfg = cfg.method
+    gens = PairGenerators.for_indices(cfg.seed, batch["epoch"][0], batch["index"])
+    if len(set(batch["epoch"])) > 1:  # a micro-batch across an epoch boundary: per-pair epochs
+        per = [PairGenerators.for_indices(cfg.seed, e, [i]) for e, i in zip(batch["epoch"], batch["index"])]
+        gens = PairGenerators([p.pair[0] for p in per], [p.w[0] for p in per], [p.l[0] for p in per])
+    drop = [bool(torch.rand((), generator=g) < mcfg.caption_dropout) for g in gens.pair]
+    captions = ["" if d else c for d, c in zip(drop, batch["caption"])]
+    cond = models.text(captions, device)
+    uncond = None
+    if mcfg.name == "inpo" and mcfg.inversion.guidance_scale != 1.0:
+        uncond = models.text([""] * len(captions), device)
+    latents_w = models.encode(batch["pixel_w"], gens.w)
+    latents_l = models.encode(batch["pixel_l"], gens.l) if "pixel_l" in batch and mcfg.name != "sft" else None
+    inv_unet = None
+    if mcfg.name == "inpo":
+        inv_unet = models.reference if mcfg.inversion.model == "reference" else _unwrap(policy)
+    with torch.no_grad():
+        inputs = build_inputs(mcfg, latents_w, latents_l, cond, gens, models.alphas_cumprod,
+                              inversion_unet=inv_unet, uncond=uncond)
+    pred = policy(inputs.x_t, inputs.t, **inputs.cond.kwargs()).sample
+    model_err = per_image_error(pred, inputs.target)
+    ref_err = None
+    if models.reference is not None:
+        with torch.no_grad():
+            ref_pred = models.reference(inputs.x_t, inputs.t, **inputs.cond.kwargs()).sample
+        ref_err = per_image_error(ref_pred, inputs.target)
+    return method_loss(mcfg, model_err, ref_err, inputs, all_reduce_mean=all_reduce_mean)
+
+
+def _unwrap(model):
+    return getattr(model, "module", model)
+
+
+# --------------------------------------------------------------------------- optimizer, schedule
+
+
+def make_optimizer(cfg: TrainConfig, params, lr: float):
+    o = cfg.optim
+    if o.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, betas=(o.adam_beta1, o.adam_beta2),
+                                 eps=o.adam_eps, weight_decay=o.weight_decay)
+    from transformers.optimization import Adafactor
+
+    return Adafactor(params, lr=lr, scale_parameter=False, relative_step=False,
+                     warmup_init=False, weight_decay=o.weight_decay)
+
+
+def lr_at(update: int, base_lr: float, warmup: int) -> float:
+    """Linear warm-up over ``warmup`` updates (update 0 gets ``base/warmup``), then constant."""
+    if warmup <= 0:
+        return base_lr
+    return base_lr * min(1.0, (update + 1) / warmup)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def latest_checkpoint(state_dir: str | os.PathLike) -> Path | None:
+    d = Path(state_dir)
+    if not d.is_dir():
+        return None
+    done = [p for p in d.glob("checkpoint-*") if p.is_dir() and (p / "trainer_state.json").is_file()]
+    return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+def save_checkpoint(accelerator, cfg: TrainConfig, update: int, state: dict) -> None:
+    final = Path(cfg.state_dir) / f"checkpoint-{update}"
+    tmp = Path(cfg.state_dir) / f".tmp-checkpoint-{update}"
+    accelerator.save_state(str(tmp))
+    if accelerator.is_main_process:
+        (tmp / "trainer_state.json").write_text(json.dumps(state))
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+        ckpts = sorted((p for p in Path(cfg.state_dir).glob("checkpoint-*") if p.is_dir()),
+                       key=lambda p: int(p.name.split("-")[1]))
+        for old in ckpts[: max(0, len(ckpts) - cfg.checkpoints_total_limit)]:
+            shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+
+
+# --------------------------------------------------------------------------- logging
+
+
+class RunLog:
+    """CSV (one row per update; rows past a resumed checkpoint are dropped) + tensorboard."""
+
+    def __init__(self, cfg: TrainConfig, start_update: int, enabled: bool):
+        self.enabled = enabled
+        self.csv_path = Path(cfg.log_csv) if cfg.log_csv else None
+        self.tb = None
+        if not enabled:
+            return
+        if self.csv_path:
+            self.csv_path.parent.mkdir(parents=True, exist_ok=True)
+            kept = []
+            if self.csv_path.exists() and start_update > 0:
+                with open(self.csv_path) as fh:
+                    kept = [r for r in csv.DictReader(fh) if int(r["update"]) <= start_update]
+            with open(self.csv_path, "w", newline="") as fh:
+                w = csv.DictWriter(fh, fieldnames=LOG_COLUMNS)
+                w.writeheader()
+                w.writerows(kept)
+        if cfg.tensorboard_dir:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(cfg.tensorboard_dir, purge_step=start_update + 1)
+
+    def write(self, row: dict) -> None:
+        if not self.enabled:
+            return
+        if self.csv_path:
+            with open(self.csv_path, "a", newline="") as fh:
+                csv.DictWriter(fh, fieldnames=LOG_COLUMNS).writerow(
+                    {k: row.get(k, "") for k in LOG_COLUMNS})
+        if self.tb:
+            for k, v in row.items():
+                if k != "update" and isinstance(v, float) and not math.isnan(v):
+                    self.tb.add_scalar(f"train/{k}", v, row["update"])
+
+    def close(self):
+        if self.tb:
+            self.tb.close()
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def train(cfg: TrainConfig, *, stop_after: int | None = None) -> dict:
+    """Train ``cfg`` to ``cfg.max_updates`` (resuming from ``cfg.state_dir``), save the pipeline.
+
+    ``stop_after`` stops (without saving the pipeline) after that many updates of this call,
+    which tests use to simulate a kill. Returns a summary dict.
+    """
+    from accelerate import Accelerator
+    from tqdm.auto import tqdm
+
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
+    device, n_proc, rank = accelerator.device, accelerator.num_processes, accelerator.process_index
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world != n_proc:
+        raise RuntimeError(
+            f"WORLD_SIZE={world} but accelerate sees {n_proc} process(es): the workers would train "
+            "independently. On a node without GPUs start them with ACCELERATE_USE_CPU=true "
+            "(inpo.launch.trainer_command does).")
+    weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.mixed_precision, torch.float32)
+    torch.manual_seed(cfg.seed)
+
+    models = Models(cfg, device, weight_dtype)
+    dataset = build_dataset(cfg)
+    stream = PairStream(len(dataset), cfg.seed)
+    base_lr = cfg.optim.learning_rate * (cfg.pairs_per_update(n_proc) if cfg.optim.scale_lr else 1)
+    optimizer = make_optimizer(cfg, [p for p in models.policy.parameters() if p.requires_grad], base_lr)
+    policy, optimizer = accelerator.prepare(models.policy, optimizer)
+
+    start, pairs_seen, wall = 0, 0, 0.0
+    ckpt = latest_checkpoint(cfg.state_dir)
+    if ckpt is not None:
+        accelerator.load_state(str(ckpt))
+        st = json.loads((ckpt / "trainer_state.json").read_text())
+        start, pairs_seen, wall = st["update"], st["pairs_seen"], st["wall_s"]
+        accelerator.print(f"[inpo] resuming {cfg.output_dir} from {ckpt} (update {start})")
+
+    def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
+        return accelerator.reduce(x.detach().clone(), reduction="mean") if n_proc > 1 else x
+
+    log = RunLog(cfg, start, accelerator.is_main_process)
+    bar = tqdm(total=cfg.max_updates, initial=start, disable=not (cfg.progress and accelerator.is_main_process),
+               desc=f"{cfg.method.name} {Path(cfg.output_dir).name}", unit="upd")
+    A = cfg.grad_accum
+    done_here = 0
+    for update in range(start, cfg.max_updates):
+        t0 = time.perf_counter()
+        lr = lr_at(update, base_lr, cfg.optim.warmup_updates)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        sums: dict[str, float] = {}
+        for micro in range(A):
+            items = stream.at(micro_batch_positions(update, micro, rank, cfg, n_proc))
+            batch = fetch(dataset, items)
+            sync = micro == A - 1
+            with accelerator.no_sync(policy) if not sync and n_proc > 1 else nullcontext():
+                with accelerator.autocast():
+                    loss, metrics = micro_step(cfg, models, policy, batch, device, all_reduce_mean)
+                accelerator.backward(loss / A)
+            sums["loss"] = sums.get("loss", 0.0) + loss.detach().float().item() / A
+            for k, v in metrics.items():
+                sums[k] = sums.get(k, 0.0) + float(v) / A
+        grad_norm = accelerator.clip_grad_norm_(policy.parameters(), cfg.optim.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        pairs_seen += cfg.pairs_per_update(n_proc)
+        wall += time.perf_counter() - t0
+        reduced = {k: float(all_reduce_mean(torch.tensor(v, device=device))) for k, v in sums.items()}
+        row = {"update": update + 1, "pairs_seen": pairs_seen, "lr": lr, "grad_norm": float(grad_norm),
+               "wall_s": round(wall, 3), **reduced}
+        log.write(row)
+        bar.update(1)
+        bar.set_postfix(loss=f"{reduced['loss']:.4f}", acc=f"{reduced.get('implicit_acc', float('nan')):.2f}")
+        u = update + 1
+        done_here += 1
+        if cfg.checkpoint_every and (u % cfg.checkpoint_every == 0 or u == cfg.max_updates):
+            save_checkpoint(accelerator, cfg, u, {"update": u, "pairs_seen": pairs_seen, "wall_s": wall})
+        if stop_after is not None and done_here >= stop_after:
+            bar.close()
+            log.close()
+            return {"stopped_at": u, "pairs_seen": pairs_seen}
+    bar.close()
+    log.close()
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save_result(cfg, models, accelerator.unwrap_model(policy))
+    accelerator.wait_for_everyone()
+    return {"updates": cfg.max_updates, "pairs_seen": pairs_seen, "wall_s": wall}
+
+
+def save_result(cfg: TrainConfig, models: Models, unet) -> None:
+    """The trained policy as a diffusers pipeline folder at ``cfg.output_dir``."""
+    from .models import export_pipeline, save_pipeline
+
+    src = Path(cfg.model.pretrained)
+    if (src / "model_index.json").is_file() and cfg.model.vae is None:
+        export_pipeline(src, unet, cfg.output_dir)
+    else:
+        comps = dict(models.components)
+        comps["unet"] = unet
+        save_pipeline(comps, cfg.output_dir)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m inpo.trainer", description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", required=True, help="a TrainConfig YAML file")
+    args = p.parse_args(argv)
+    train(load_train_config(args.config))
+
+
+if __name__ == "__main__":
+    main()
