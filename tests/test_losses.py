@@ -54,7 +54,7 @@ def test_kto_loss_hand_computed():
     r = torch.tensor([0.20, 0.20])
     desirable = torch.tensor([True, False])
     beta = 5.0
-    g = r - m  # [0.1, -0.1]; KL = clamp(mean(g), 0) = 0
+    # g = r - m = [0.1, -0.1]; KL = clamp(mean(g), 0) = 0
     h = torch.sigmoid(torch.tensor([beta * 0.1, -beta * -0.1]))
     loss, met = kto_loss(m, r, desirable, beta)
     assert loss.item() == pytest.approx((1 - h).mean().item(), rel=1e-6)
