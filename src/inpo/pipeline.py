@@ -1,0 +1,239 @@
+"""Glue between the validated workflow config and the package (pure, tested; no Snakemake import).
+
+The Snakemake rules only call these functions (through ``workflow/scripts``) and the functions of
+the concept modules. Run composition:
+
+- ``config["training"]`` holds the :class:`inpo.config.TrainConfig` fields shared by every run;
+- ``config["runs"][name] = {"init": <model>, "overrides": {dotted.key: value}}`` are the main runs;
+- the ablation sheet (TSV) adds runs: ``run, sweep, setting, value, base_run, overrides, paper_row``
+  where ``overrides`` is ``key=value;key=value`` (values parsed as YAML) applied on top of the
+  ``base_run``'s own overrides. ``init=...`` in overrides changes where the run starts from.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from .config import train_config_from_dict
+
+ABLATION_COLUMNS = ["run", "sweep", "setting", "value", "base_run", "overrides", "paper_row"]
+RESULTS = "results"
+
+
+# --------------------------------------------------------------------------- ablation sheet
+
+
+def parse_overrides(text: str | float | None, where: str = "overrides") -> dict[str, Any]:
+    """``"method.beta=1000; init=base"`` -> ``{"method.beta": 1000, "init": "base"}``."""
+    if text is None or (isinstance(text, float) and pd.isna(text)) or not str(text).strip():
+        return {}
+    out: dict[str, Any] = {}
+    for part in str(text).split(";"):
+        part = part.strip()
+        if not part:
+            continue
+        if "=" not in part:
+            raise ValueError(f"{where}: {part!r} is not key=value")
+        key, value = part.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value.strip())
+    return out
+
+
+def read_ablations(path: str | Path, main_runs: dict[str, Any]) -> pd.DataFrame:
+    """Read and check the ablation sheet; errors name the file, row and column."""
+    df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, comment="#")
+    missing = [c for c in ABLATION_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}; expected {ABLATION_COLUMNS}")
+    seen: dict[str, int] = {}
+    for i, row in df.iterrows():
+        where = f"{path} row {i + 2}"
+        run = row["run"].strip()
+        if not run or any(c in run for c in "/ \t"):
+            raise ValueError(f"{where}: column 'run' must be a non-empty name without '/' or spaces, got {run!r}")
+        if run in main_runs:
+            if row["overrides"].strip() or (row["base_run"].strip() not in ("", run)):
+                raise ValueError(f"{where}: run {run!r} is a main run; it cannot have overrides here")
+        elif row["base_run"].strip() not in main_runs:
+            raise ValueError(f"{where}: column 'base_run' must name a main run {sorted(main_runs)}, "
+                             f"got {row['base_run']!r}")
+        parse_overrides(row["overrides"], where=f"{where} column 'overrides'")
+        if run in seen and run not in main_runs:
+            raise ValueError(f"{where}: run {run!r} already defined at row {seen[run] + 2}")
+        seen[run] = i
+    return df
+
+
+def all_runs(config: dict, ablations: pd.DataFrame | None) -> dict[str, dict[str, Any]]:
+    """Every trainable run: ``{name: {"init": model, "overrides": {...}}}``."""
+    runs = {name: {"init": r.get("init", "base"), "overrides": dict(r.get("overrides") or {})}
+            for name, r in config["runs"].items()}
+    if ablations is not None:
+        for _, row in ablations.iterrows():
+            name = row["run"].strip()
+            if name in runs:
+                continue
+            base = runs[row["base_run"].strip()]
+            over = {**base["overrides"], **parse_overrides(row["overrides"])}
+            init = over.pop("init", base["init"])
+            runs[name] = {"init": init, "overrides": over}
+    return runs
+
+
+def init_chain_ok(runs: dict[str, dict[str, Any]]) -> None:
+    """Each run starts from ``base``, ``toy_init`` or another run, without cycles."""
+    for name in runs:
+        seen, cur = [name], runs[name]["init"]
+        while cur in runs:
+            if cur in seen:
+                raise ValueError(f"runs: initialisation cycle {' -> '.join(seen + [cur])}")
+            seen.append(cur)
+            cur = runs[cur]["init"]
+        if cur not in ("base", "toy_init"):
+            raise ValueError(f"runs: {name!r} starts from {cur!r}, which is neither 'base', 'toy_init' nor a run")
+
+
+# --------------------------------------------------------------------------- models and configs
+
+
+def model_source(config: dict, model: str, runs: dict[str, Any]) -> str:
+    """Path (or hub id) of a model's diffusers pipeline."""
+    if model in runs or model == "toy_init":
+        return f"{RESULTS}/models/{model}"
+    if model == "base":
+        return str(config["model"]["base"])
+    raise KeyError(f"unknown model {model!r}; models are 'base', 'toy_init' and the runs {sorted(runs)}")
+
+
+def is_local_product(config: dict, model: str, runs: dict[str, Any]) -> bool:
+    return model in runs or model == "toy_init"
+
+
+def set_dotted(d: dict, key: str, value: Any) -> None:
+    parts = key.split(".")
+    cur = d
+    for p in parts[:-1]:
+        cur = cur.setdefault(p, {})
+        if not isinstance(cur, dict):
+            raise KeyError(f"override {key!r}: {p!r} is not a section")
+    cur[parts[-1]] = value
+
+
+def run_train_config(config: dict, run: str, runs: dict[str, Any]) -> dict[str, Any]:
+    """The full TrainConfig dict of ``run`` (validated by :func:`inpo.config.train_config_from_dict`)."""
+    spec = runs[run]
+    d = copy.deepcopy(config["training"])
+    for key, value in spec["overrides"].items():
+        set_dotted(d, key, value)
+    d["output_dir"] = f"{RESULTS}/models/{run}"
+    d["state_dir"] = f"{RESULTS}/state/{run}"
+    d["log_csv"] = f"{RESULTS}/state/{run}/log.csv"
+    d["tensorboard_dir"] = f"{RESULTS}/state/{run}/tensorboard"
+    d.setdefault("model", {})
+    d["model"]["pretrained"] = model_source(config, spec["init"], runs)
+    d["model"].setdefault("kind", config.get("kind", "sd15"))
+    if config["model"].get("vae") and spec["init"] == "base":
+        d["model"].setdefault("vae", config["model"]["vae"])
+    d.setdefault("data", {})
+    if d["data"].get("kind", "pairs") == "pairs":
+        d["data"]["index"] = pairs_index(config)
+    else:
+        d["data"]["toy_world"] = dict(config.get("toy", {}).get("world", {}))
+    d.setdefault("seed", config.get("seed", 0))
+    train_config_from_dict(copy.deepcopy(d), where=f"run {run!r}")  # fail at parse time, naming the run
+    return d
+
+
+def pairs_index(config: dict) -> str:
+    fb = config["data"].get("train_on_feedback")
+    return f"{RESULTS}/data/pairs_{fb}.parquet" if fb else f"{RESULTS}/data/pairs.parquet"
+
+
+def write_yaml(obj: Any, path: str | Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(yaml.safe_dump(obj, sort_keys=True))
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def load_prompts(config: dict, prompt_set: str) -> pd.DataFrame:
+    """The evaluation prompts of ``prompt_set`` (columns ``index, prompt`` and extras)."""
+    spec = config["evaluation"]["prompt_sets"][prompt_set] or {}
+    if config["world"] == "toy":
+        from .data.toy import ToyWorld, eval_prompts
+
+        world = ToyWorld.from_dict(config.get("toy", {}).get("world"))
+        prompts = eval_prompts(world, n=int(spec.get("n", 400)), seed=int(spec.get("seed", 1)))
+        df = pd.DataFrame({"index": range(len(prompts)), "prompt": prompts})
+    else:
+        from .data.prompts import load_prompt_set
+
+        df = load_prompt_set(spec.get("name", prompt_set), spec.get("source"))
+    limit = spec.get("limit")
+    return df.head(int(limit)) if limit else df
+
+
+def score_images(evaluator, model: str, prompt_set: str, prompts: pd.DataFrame, images_dir: str | Path,
+                 *, batch_size: int = 64) -> pd.DataFrame:
+    """Tidy scores of one model on one prompt set with one evaluator."""
+    import numpy as np
+    from PIL import Image
+
+    from .generate import image_path
+
+    scores = []
+    rows = list(prompts.itertuples(index=False))
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start:start + batch_size]
+        images = []
+        for r in chunk:
+            p = image_path(images_dir, int(r.index))
+            with Image.open(p) as im:
+                images.append(im.convert("RGB"))
+        s = np.asarray(evaluator.score(images, [r.prompt for r in chunk]), dtype=np.float64)
+        if s.shape != (len(chunk),):
+            raise ValueError(f"evaluator {evaluator.name} returned shape {s.shape} for {len(chunk)} images")
+        scores.append(s)
+    return pd.DataFrame({
+        "model": model, "prompt_set": prompt_set, "index": prompts["index"].astype(int).to_numpy(),
+        "prompt": prompts["prompt"].to_numpy(), "evaluator": evaluator.name,
+        "evaluator_version": evaluator.version, "score": np.concatenate(scores) if scores else [],
+    })
+
+
+def ablation_runs_table(ablations: pd.DataFrame, config: dict) -> pd.DataFrame:
+    """The ``runs`` table of :func:`inpo.tables.ablation_table` (benchmark paths per run)."""
+    n_gpus = max(1, int(config["resources"]["train"].get("gpu", 0) or 0))
+    prompt_set = config["report"].get("ablation_prompt_set") or next(iter(config["evaluation"]["prompt_sets"]))
+    rows = []
+    for _, r in ablations.iterrows():
+        rows.append({
+            "run": r["run"], "sweep": r["sweep"], "setting": r["setting"], "value": r["value"],
+            "benchmark": f"{RESULTS}/benchmarks/train/{r['run']}.tsv", "n_gpus": n_gpus,
+            "prompt_set": prompt_set, "paper_row": r["paper_row"],
+        })
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- toy world
+
+
+def toy_init(out_dir: str | Path, *, toy: dict, seed: int = 0) -> dict:
+    """A random tiny SD-shaped pipeline whose VAE is pretrained on toy images (UNet still random)."""
+    from .data.toy import ToyWorld, pretrain_vae
+    from .models import build_tiny_sd15, save_pipeline
+
+    world = ToyWorld.from_dict(toy.get("world"))
+    comps = build_tiny_sd15(**{"seed": seed, **toy.get("model", {})})
+    vae_cfg = toy.get("vae", {})
+    metrics = pretrain_vae(comps["vae"], world, steps=vae_cfg.get("steps", 250),
+                           batch_size=vae_cfg.get("batch_size", 32), lr=vae_cfg.get("lr", 2e-3), seed=seed)
+    save_pipeline(comps, out_dir)
+    print(f"toy_init: VAE pretrained {metrics}")
+    return metrics

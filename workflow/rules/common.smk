@@ -1,0 +1,98 @@
+# Validation and input functions only (no rules).
+import re
+
+import pandas as pd
+from snakemake.utils import validate
+
+from inpo import pipeline as P
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+ABLATIONS = P.read_ablations(config["ablations"], config["runs"]) if config.get("ablations") else None
+RUNS = P.all_runs(config, ABLATIONS)
+P.init_chain_ok(RUNS)
+# every run's TrainConfig is built (and checked) now, so a bad key fails before any job starts
+TRAIN_CONFIGS = {run: P.run_train_config(config, run, RUNS) for run in RUNS}
+TOY = config["world"] == "toy"
+PROMPT_SETS = list(config["evaluation"]["prompt_sets"])
+EVALUATORS = list(config["evaluation"]["evaluators"])
+MAIN_MODELS = list(config["evaluation"]["models"])
+SWEEPS = [] if ABLATIONS is None else list(dict.fromkeys(ABLATIONS["sweep"]))
+ABLATION_RUNS = [] if ABLATIONS is None else list(dict.fromkeys(ABLATIONS["run"]))
+EVAL_MODELS = list(dict.fromkeys(MAIN_MODELS + ABLATION_RUNS))
+N_SHARDS = int(config["evaluation"]["generation"]["shards"])
+for _m in EVAL_MODELS:
+    if _m != "base" and _m not in RUNS:
+        raise ValueError(f"evaluation.models: {_m!r} is neither 'base' nor a run {sorted(RUNS)}")
+
+wildcard_constraints:
+    run="|".join(map(re.escape, RUNS)) if RUNS else "NONE",
+    model="|".join(map(re.escape, set(EVAL_MODELS) | {"base"})),
+    prompt_set="|".join(map(re.escape, PROMPT_SETS)),
+    evaluator="|".join(map(re.escape, EVALUATORS)),
+    feedback="[A-Za-z0-9_]+",
+    shard=r"\d+",
+
+
+def res(group):
+    """Portable resources of a rule group: config defaults updated by the group's entries.
+    `gpu: 0` requests none (a GPU request on a GPU-less node fails at once)."""
+    r = {**config["resources"]["default"], **config["resources"].get(group, {})}
+    r.pop("processes", None)
+    if not r.get("gpu"):
+        r.pop("gpu", None)
+        r.pop("gpu_model", None)
+        r.pop("cpus_per_gpu", None)
+    return r
+
+
+def model_marker(model):
+    """The file that proves a pipeline-made model exists ([] for a hub id / user folder)."""
+    if P.is_local_product(config, model, RUNS):
+        return f"results/models/{model}/model_index.json"
+    return []
+
+
+def model_path(model):
+    return P.model_source(config, model, RUNS)
+
+
+def run_inputs(wildcards):
+    cfg = TRAIN_CONFIGS[wildcards.run]
+    out = {"config": f"results/configs/{wildcards.run}.yaml", "init": model_marker(RUNS[wildcards.run]["init"])}
+    if cfg["data"].get("kind", "pairs") == "pairs":
+        out["pairs"] = cfg["data"]["index"]
+    return out
+
+
+def trainer_shell(wildcards, input):
+    from inpo.launch import trainer_command
+
+    r = config["resources"]["train"]
+    return trainer_command(
+        input.config, num_processes=int(r.get("processes", 1)), gpus=int(r.get("gpu", 0) or 0),
+        mixed_precision=TRAIN_CONFIGS[wildcards.run].get("mixed_precision", "no"),
+    )
+
+
+def shard_flags(model, prompt_set):
+    return [f"results/images/{model}/{prompt_set}/shard-{i}-of-{N_SHARDS}.done" for i in range(N_SHARDS)]
+
+
+def scores_of(models):
+    return [f"results/scores/{m}/{s}/{e}.parquet" for m in models for s in PROMPT_SETS for e in EVALUATORS]
+
+
+def sweep_runs(sweep):
+    return list(dict.fromkeys(ABLATIONS.loc[ABLATIONS["sweep"] == sweep, "run"]))
+
+
+NOTEBOOKS = ["table1_winrates", "table2_ablations", "supp_median_mean", "training_curves", "image_grids"]
+TABLES = ["table1_winrates", "table2_ablations", "supp_median_mean", "toy_effect"]
+
+
+def report_targets():
+    out = [f"results/tables/{t}.{ext}" for t in TABLES for ext in ("csv", "tex")]
+    out += [f"results/notebooks/{n}.html" for n in NOTEBOOKS]
+    out += [f"results/data/pairs_{fb}.parquet" for fb in config["data"].get("ai_feedback", [])]
+    return out

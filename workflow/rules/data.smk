@@ -1,0 +1,50 @@
+# Preference pairs and evaluation prompts.
+
+
+rule filter_pairs:
+    """Stream the Pick-a-Pic shards: drop ties and undecodable pairs, winner first, manifest of counts."""
+    input:
+        toy_shards="results/data/pickapic/manifest.json" if TOY else [],
+    output:
+        index="results/data/pairs.parquet",
+        manifest="results/data/pairs_manifest.json",
+    params:
+        source=config["data"]["pickapic"],
+        split=config["data"].get("split", "train"),
+        check_images=config["data"].get("check_images", False),
+    log:
+        "results/logs/filter_pairs.log",
+    script:
+        "../scripts/filter_pairs.py"
+
+
+rule ai_feedback:
+    """Relabel the pairs with an evaluator (paper 5.3)."""
+    input:
+        index="results/data/pairs.parquet",
+    output:
+        index="results/data/pairs_{feedback}.parquet",
+        manifest="results/data/pairs_{feedback}.json",
+    params:
+        options=lambda w: config["evaluation"]["evaluators"].get(w.feedback) or {},
+        batch_size=config["evaluation"].get("score_batch_size", 16),
+    log:
+        "results/logs/ai_feedback_{feedback}.log",
+    benchmark:
+        "results/benchmarks/ai_feedback_{feedback}.tsv"
+    resources:
+        **res("score"),
+    script:
+        "../scripts/ai_feedback.py"
+
+
+rule prompts:
+    """An evaluation prompt set as a table (index, prompt, ...)."""
+    output:
+        "results/data/prompts/{prompt_set}.parquet",
+    log:
+        "results/logs/prompts_{prompt_set}.log",
+    params:
+        spec=lambda w: config["evaluation"]["prompt_sets"][w.prompt_set],
+    script:
+        "../scripts/prompts.py"

@@ -1,0 +1,32 @@
+# The embedded toy world (world: toy): a random tiny SD with a pretrained VAE, then (rule train,
+# run "base") its UNet pretrained on procedural images; preference shards in the Pick-a-Pic schema.
+
+
+rule toy_init:
+    """Random tiny SD-shaped pipeline (real classes) with its VAE pretrained on toy images."""
+    output:
+        "results/models/toy_init/model_index.json",
+    log:
+        "results/logs/toy_init.log",
+    benchmark:
+        "results/benchmarks/toy_init.tsv"
+    resources:
+        **res("train"),
+    script:
+        "../scripts/toy_init.py"
+
+
+rule toy_pairs:
+    """The base model's own samples, two per prompt, labelled by the hidden reward (Pick-a-Pic v2 schema)."""
+    input:
+        base=model_marker("base"),
+    output:
+        manifest="results/data/pickapic/manifest.json",
+    log:
+        "results/logs/toy_pairs.log",
+    benchmark:
+        "results/benchmarks/toy_pairs.tsv"
+    resources:
+        **res("generate"),
+    script:
+        "../scripts/toy_pairs.py"
