@@ -28,6 +28,15 @@ localrules:
     notebook,
 
 
+wildcard_constraints:
+    run="|".join(map(re.escape, RUNS)) if RUNS else "NONE",
+    model="|".join(map(re.escape, set(EVAL_MODELS) | {"base"})),
+    prompt_set="|".join(map(re.escape, PROMPT_SETS)),
+    evaluator="|".join(map(re.escape, EVALUATORS)),
+    feedback="[A-Za-z0-9_]+",
+    shard=r"\d+",
+
+
 include: "workflow/rules/toy.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"

@@ -4,10 +4,12 @@ The Snakemake rules only call these functions (through ``workflow/scripts``) and
 the concept modules. Run composition:
 
 - ``config["training"]`` holds the :class:`inpo.config.TrainConfig` fields shared by every run;
-- ``config["runs"][name] = {"init": <model>, "overrides": {dotted.key: value}}`` are the main runs;
+- ``config["runs"][name] = {"init": <model>, "feedback": <evaluator or null>, "overrides": {dotted.key: value}}``
+  are the main runs (``feedback``: train on the pairs relabelled by that evaluator, paper 5.3);
 - the ablation sheet (TSV) adds runs: ``run, sweep, setting, value, base_run, overrides, paper_row``
   where ``overrides`` is ``key=value;key=value`` (values parsed as YAML) applied on top of the
-  ``base_run``'s own overrides. ``init=...`` in overrides changes where the run starts from.
+  ``base_run``'s own overrides. ``init=...`` / ``feedback=...`` in overrides change where the run
+  starts from / which labels it trains on.
 """
 
 from __future__ import annotations
@@ -71,7 +73,8 @@ def read_ablations(path: str | Path, main_runs: dict[str, Any]) -> pd.DataFrame:
 
 def all_runs(config: dict, ablations: pd.DataFrame | None) -> dict[str, dict[str, Any]]:
     """Every trainable run: ``{name: {"init": model, "overrides": {...}}}``."""
-    runs = {name: {"init": r.get("init", "base"), "overrides": dict(r.get("overrides") or {})}
+    runs = {name: {"init": r.get("init", "base"), "feedback": r.get("feedback"),
+                   "overrides": dict(r.get("overrides") or {})}
             for name, r in config["runs"].items()}
     if ablations is not None:
         for _, row in ablations.iterrows():
@@ -81,7 +84,8 @@ def all_runs(config: dict, ablations: pd.DataFrame | None) -> dict[str, dict[str
             base = runs[row["base_run"].strip()]
             over = {**base["overrides"], **parse_overrides(row["overrides"])}
             init = over.pop("init", base["init"])
-            runs[name] = {"init": init, "overrides": over}
+            feedback = over.pop("feedback", base.get("feedback"))
+            runs[name] = {"init": init, "feedback": feedback, "overrides": over}
     return runs
 
 
@@ -141,7 +145,7 @@ def run_train_config(config: dict, run: str, runs: dict[str, Any]) -> dict[str, 
         d["model"].setdefault("vae", config["model"]["vae"])
     d.setdefault("data", {})
     if d["data"].get("kind", "pairs") == "pairs":
-        d["data"]["index"] = pairs_index(config)
+        d["data"]["index"] = pairs_index(config, spec.get("feedback"))
     else:
         d["data"]["toy_world"] = dict(config.get("toy", {}).get("world", {}))
     d.setdefault("seed", config.get("seed", 0))
@@ -149,8 +153,10 @@ def run_train_config(config: dict, run: str, runs: dict[str, Any]) -> dict[str, 
     return d
 
 
-def pairs_index(config: dict) -> str:
-    fb = config["data"].get("train_on_feedback")
+def pairs_index(config: dict, feedback: str | None = None) -> str:
+    """The pair index a run trains on: human labels, or relabelled by an evaluator (paper 5.3)
+    when the run (or ``data.train_on_feedback`` for every run) names one."""
+    fb = feedback or config["data"].get("train_on_feedback")
     return f"{RESULTS}/data/pairs_{fb}.parquet" if fb else f"{RESULTS}/data/pairs.parquet"
 
 

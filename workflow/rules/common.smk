@@ -1,5 +1,6 @@
 # Validation and input functions only (no rules).
 import re
+from pathlib import Path
 
 import pandas as pd
 from snakemake.utils import validate
@@ -25,17 +26,8 @@ for _m in EVAL_MODELS:
     if _m != "base" and _m not in RUNS:
         raise ValueError(f"evaluation.models: {_m!r} is neither 'base' nor a run {sorted(RUNS)}")
 
-wildcard_constraints:
-    run="|".join(map(re.escape, RUNS)) if RUNS else "NONE",
-    model="|".join(map(re.escape, set(EVAL_MODELS) | {"base"})),
-    prompt_set="|".join(map(re.escape, PROMPT_SETS)),
-    evaluator="|".join(map(re.escape, EVALUATORS)),
-    feedback="[A-Za-z0-9_]+",
-    shard=r"\d+",
-
-
 def res(group):
-    """Portable resources of a rule group: config defaults updated by the group's entries.
+    """Portable resources of a group of rules (config defaults updated by the group entries).
     `gpu: 0` requests none (a GPU request on a GPU-less node fails at once)."""
     r = {**config["resources"]["default"], **config["resources"].get(group, {})}
     r.pop("processes", None)
@@ -95,4 +87,63 @@ def report_targets():
     out = [f"results/tables/{t}.{ext}" for t in TABLES for ext in ("csv", "tex")]
     out += [f"results/notebooks/{n}.html" for n in NOTEBOOKS]
     out += [f"results/data/pairs_{fb}.parquet" for fb in config["data"].get("ai_feedback", [])]
+    return out
+
+
+# --------------------------------------------------------------------------- report
+
+
+def paper_rows():
+    if ABLATIONS is None:
+        return {}
+    rows = {}
+    for _, r in ABLATIONS.iterrows():
+        if str(r["paper_row"]).strip():
+            rows.setdefault(r["run"], int(r["paper_row"]))
+    return rows
+
+
+REPORT = config["report"]
+TABLE_PARAMS = dict(
+    model=REPORT["model"],
+    baselines=REPORT["baselines"],
+    evaluators=EVALUATORS,
+    prompt_sets=PROMPT_SETS,
+    name_map=REPORT.get("name_map", {}),
+    table1_prompt_sets=REPORT.get("prompt_set_map", {}),
+    supp_prompt_sets=REPORT.get("supp_prompt_set_map", REPORT.get("prompt_set_map", {})),
+    evaluator_map=REPORT.get("evaluator_map", {}),
+    paper_rows=paper_rows(),
+    effect_evaluators=REPORT.get("effect_evaluators", EVALUATORS[:1]),
+    benchmark_root=".",
+)
+
+
+def notebook_parameters(name):
+    scores = ["results/scores/all.parquet"]
+    common = dict(evaluators=EVALUATORS, evaluator_map=TABLE_PARAMS["evaluator_map"])
+    if name == "table1_winrates":
+        return dict(scores_paths=scores, model=REPORT["model"], baselines=REPORT["baselines"],
+                    prompt_sets=PROMPT_SETS, name_map=TABLE_PARAMS["name_map"],
+                    prompt_set_map=TABLE_PARAMS["table1_prompt_sets"], **common)
+    if name == "table2_ablations":
+        return dict(scores_paths=scores, runs_csv="results/tables/ablation_runs.csv", benchmark_root=".",
+                    paper_rows=TABLE_PARAMS["paper_rows"], **common)
+    if name == "supp_median_mean":
+        return dict(scores_paths=scores, models=EVAL_MODELS, prompt_sets=PROMPT_SETS,
+                    name_map=TABLE_PARAMS["name_map"], prompt_set_map=TABLE_PARAMS["supp_prompt_sets"], **common)
+    if name == "training_curves":
+        return dict(log_paths={r: f"results/logs/train/{r}.csv" for r in RUNS})
+    if name == "image_grids":
+        return dict(images_dir="results/images", models=EVAL_MODELS, prompt_set=PROMPT_SETS[0],
+                    indices=REPORT.get("grid_indices", list(range(8))), scores_paths=scores)
+    raise ValueError(name)
+
+
+def notebook_inputs(wildcards):
+    out = {"template": f"notebooks/{wildcards.notebook}.ipynb", "scores": "results/scores/all.parquet"}
+    if wildcards.notebook == "training_curves":
+        out["logs"] = [f"results/logs/train/{r}.csv" for r in RUNS]
+    if wildcards.notebook == "table2_ablations":
+        out["runs"] = "results/tables/ablation_runs.csv"
     return out

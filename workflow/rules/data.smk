@@ -9,9 +9,11 @@ rule filter_pairs:
         index="results/data/pairs.parquet",
         manifest="results/data/pairs_manifest.json",
     params:
-        source=config["data"]["pickapic"],
+        source=lambda w, input: str(Path(input.toy_shards).parent) if TOY else config["data"]["pickapic"],
         split=config["data"].get("split", "train"),
         check_images=config["data"].get("check_images", False),
+    conda:
+        "../../envs/inpo.yaml"
     log:
         "results/logs/filter_pairs.log",
     script:
@@ -28,6 +30,8 @@ rule ai_feedback:
     params:
         options=lambda w: config["evaluation"]["evaluators"].get(w.feedback) or {},
         batch_size=config["evaluation"].get("score_batch_size", 16),
+    conda:
+        "../../envs/inpo.yaml"
     log:
         "results/logs/ai_feedback_{feedback}.log",
     benchmark:
@@ -42,6 +46,8 @@ rule prompts:
     """An evaluation prompt set as a table (index, prompt, ...)."""
     output:
         "results/data/prompts/{prompt_set}.parquet",
+    conda:
+        "../../envs/inpo.yaml"
     log:
         "results/logs/prompts_{prompt_set}.log",
     params:

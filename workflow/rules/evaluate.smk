@@ -12,6 +12,8 @@ rule generate:
         gen=config["evaluation"]["generation"],
         kind=config["kind"],
         n_shards=N_SHARDS,
+    conda:
+        "../../envs/inpo.yaml"
     log:
         "results/logs/generate/{model}/{prompt_set}/{shard}.log",
     benchmark:
@@ -31,6 +33,8 @@ rule score:
     params:
         options=lambda w: config["evaluation"]["evaluators"][w.evaluator] or {},
         batch_size=config["evaluation"].get("score_batch_size", 16),
+    conda:
+        "../../envs/inpo.yaml"
     log:
         "results/logs/score/{model}/{prompt_set}/{evaluator}.log",
     benchmark:
@@ -47,6 +51,8 @@ rule aggregate_scores:
         scores_of(EVAL_MODELS),
     output:
         "results/scores/all.parquet",
+    conda:
+        "../../envs/inpo.yaml"
     log:
         "results/logs/aggregate_scores.log",
     script:

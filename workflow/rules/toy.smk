@@ -6,6 +6,8 @@ rule toy_init:
     """Random tiny SD-shaped pipeline (real classes) with its VAE pretrained on toy images."""
     output:
         "results/models/toy_init/model_index.json",
+    conda:
+        "../../envs/inpo.yaml"
     log:
         "results/logs/toy_init.log",
     benchmark:
@@ -22,6 +24,8 @@ rule toy_pairs:
         base=model_marker("base"),
     output:
         manifest="results/data/pickapic/manifest.json",
+    conda:
+        "../../envs/inpo.yaml"
     log:
         "results/logs/toy_pairs.log",
     benchmark:

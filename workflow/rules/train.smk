@@ -9,6 +9,8 @@ rule run_config:
         "results/configs/{run}.yaml",
     params:
         cfg=lambda w: TRAIN_CONFIGS[w.run],
+    conda:
+        "../../envs/inpo.yaml"
     log:
         "results/logs/configs/{run}.log",
     script:
@@ -21,6 +23,8 @@ rule train:
     output:
         model="results/models/{run}/model_index.json",
         log_csv="results/logs/train/{run}.csv",
+    conda:
+        "../../envs/inpo.yaml"
     log:
         "results/logs/train/{run}.log",
     benchmark:

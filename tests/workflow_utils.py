@@ -1,0 +1,58 @@
+"""Helpers to run the workflow in a scratch copy of the repository's workflow files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+WORKFLOW_FILES = ["Snakefile", "workflow", "config", "notebooks", "profiles"]
+SMOKE = ["--configfile", "config/config.yaml", "config/smoke.yaml"]
+
+
+def snakemake_bin() -> str:
+    return str(Path(sys.executable).with_name("snakemake"))
+
+
+def copy_workflow(dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_FILES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
+        else:
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def run_snakemake(workdir: Path, *args: str, timeout: int = 1500, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    cmd = ["timeout", "-s", "INT", "-k", "30", str(timeout), snakemake_bin(), *args]
+    r = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}")
+    return r
+
+
+def planned_jobs(dry_run_output: str) -> list[tuple[str, dict[str, str]]]:
+    """(rule, wildcards) of every job a dry run lists."""
+    jobs, rule = [], None
+    for line in dry_run_output.splitlines():
+        s = line.strip()
+        if s.startswith("rule ") and s.endswith(":"):
+            rule = s[5:-1]
+            jobs.append((rule, {}))
+        elif s.startswith("localrule ") and s.endswith(":"):
+            rule = s[10:-1]
+            jobs.append((rule, {}))
+        elif s.startswith("wildcards:") and jobs:
+            for part in s[len("wildcards:"):].split(","):
+                if "=" in part:
+                    k, v = part.strip().split("=", 1)
+                    jobs[-1][1][k] = v
+    return jobs
