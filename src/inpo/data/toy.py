@@ -84,7 +84,13 @@ class ToyWorld:
     # ------------------------------------------------------------------ captions
     @property
     def captions(self) -> list[str]:
-        """The fixed caption list (colour-major order)."""
+        """The fixed caption list (colour-major order).
+
+        "a {colour} {shape} on a {background} background"; with a single background the background
+        phrase is left out ("a {colour} {shape}"): fewer, shorter captions are easier to condition on.
+        """
+        if len(self.backgrounds) == 1:
+            return [f"a {c} {s}" for c in self.colours for s in self.shapes]
         return [
             f"a {c} {s} on a {b} background" for c in self.colours for s in self.shapes for b in self.backgrounds
         ]
@@ -257,8 +263,14 @@ def pretrain_vae(
     seed: int = 0,
     kl_weight: float = 1e-4,
     log_every: int = 0,
+    logvar_init: float | None = -10.0,
 ) -> dict:
     """Train the tiny AutoencoderKL to reconstruct toy images (L1+L2 + small KL); set scaling factor.
+
+    ``logvar_init``: start the posterior log-variance at this value (the logvar half of
+    ``quant_conv`` gets zero weights and this bias), so that the latents are nearly deterministic.
+    A short pretraining otherwise leaves a posterior std comparable to the latent signal, and the
+    diffusion model then learns (and samples) a noisy, colour-washed latent distribution.
 
     Returns metrics: final reconstruction MSE (in [-1,1] units, on held-out images), the
     scaling factor, wall seconds.
@@ -266,6 +278,12 @@ def pretrain_vae(
     t0 = time.time()
     torch.manual_seed(seed)
     rng = np.random.default_rng([seed, 7])
+    qc = getattr(vae, "quant_conv", None)
+    if logvar_init is not None and qc is not None:
+        with torch.no_grad():
+            half = qc.out_channels // 2
+            qc.weight[half:].zero_()
+            qc.bias[half:].fill_(float(logvar_init))
     vae.train()
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.1)
