@@ -167,8 +167,10 @@ def micro_step(cfg: TrainConfig, models: Models, policy, batch: dict, device, al
     uncond = None
     if mcfg.name == "inpo" and mcfg.inversion.guidance_scale != 1.0:
         uncond = models.text([""] * len(captions), device)
-    latents_w = models.encode(batch["pixel_w"], gens.w)
-    latents_l = models.encode(batch["pixel_l"], gens.l) if "pixel_l" in batch and mcfg.name != "sft" else None
+    if "pixel_l" in batch and mcfg.name != "sft":  # one VAE call for winners and losers
+        latents_w, latents_l = models.encode(torch.cat([batch["pixel_w"], batch["pixel_l"]]), gens.w + gens.l).chunk(2)
+    else:
+        latents_w, latents_l = models.encode(batch["pixel_w"], gens.w), None
     inv_unet = None
     if mcfg.name == "inpo":
         inv_unet = models.reference if mcfg.inversion.model == "reference" else _unwrap(policy)
