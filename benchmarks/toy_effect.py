@@ -105,7 +105,8 @@ def main(argv=None):
                                  guidance_scale=a.pair_cfg, tie_fraction=a.tie_fraction, n_corrupt=0, seed=0)
     fm = filter_pairs(out / "shards", out / "pairs.parquet", out / "pairs.json", check_images=True)
     res["times"]["pairs_s"] = time.time() - t0
-    res["pairs"] = {"rows": man["n_rows"], "kept": fm.get("kept", fm), "base_pair_reward": man["mean_reward"]}
+    res["pairs"] = {"rows": man["n_rows"], "kept": fm["pairs_kept"], "dropped": fm["dropped"],
+                    "base_pair_reward": man["mean_reward"], "sample_s": round(man["sample_s"], 1)}
     idx = pd.read_parquet(out / "pairs.parquet")
     sh = idx.copy()
     sh["winner"] = np.random.default_rng(1).integers(0, 2, len(sh)).astype(sh["winner"].dtype)
