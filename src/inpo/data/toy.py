@@ -352,56 +352,14 @@ def write_prompt_sets(world: ToyWorld, out_dir: str | Path, *, n: int = 480, see
 
 
 # ---------------------------------------------------------------------- preference shards
-PICKAPIC_COLUMNS = [
-    "are_different",
-    "best_image_uid",
-    "caption",
-    "created_at",
-    "has_label",
-    "image_0_uid",
-    "image_0_url",
-    "image_1_uid",
-    "image_1_url",
-    "jpg_0",
-    "jpg_1",
-    "label_0",
-    "label_1",
-    "model_0",
-    "model_1",
-    "ranking_id",
-    "user_id",
-    "num_example_per_prompt",
-    "__index_level_0__",
-]
-
-
 def pickapic_schema():
-    """The Pick-a-Pic v2 parquet schema (as in yuvalkirstain/pickapic_v2 train shards)."""
-    import pyarrow as pa
+    """The Pick-a-Pic v2 parquet schema (one definition: :data:`inpo.data.pickapic.PICKAPIC_V2_SCHEMA`)."""
+    from .pickapic import PICKAPIC_V2_SCHEMA
 
-    return pa.schema(
-        [
-            ("are_different", pa.bool_()),
-            ("best_image_uid", pa.string()),
-            ("caption", pa.string()),
-            ("created_at", pa.timestamp("ns")),
-            ("has_label", pa.bool_()),
-            ("image_0_uid", pa.string()),
-            ("image_0_url", pa.string()),
-            ("image_1_uid", pa.string()),
-            ("image_1_url", pa.string()),
-            ("jpg_0", pa.binary()),
-            ("jpg_1", pa.binary()),
-            ("label_0", pa.float64()),
-            ("label_1", pa.float64()),
-            ("model_0", pa.string()),
-            ("model_1", pa.string()),
-            ("ranking_id", pa.int64()),
-            ("user_id", pa.int64()),
-            ("num_example_per_prompt", pa.int64()),
-            ("__index_level_0__", pa.int64()),
-        ]
-    )
+    return PICKAPIC_V2_SCHEMA
+
+
+PICKAPIC_COLUMNS = list(pickapic_schema().names)
 
 
 def png_bytes(img: np.ndarray | Image.Image) -> bytes:

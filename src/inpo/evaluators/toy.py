@@ -54,7 +54,14 @@ class _ToyEvaluator:
             return np.zeros((0, self.world.image_size, self.world.image_size, 3))
         return to_unit_float_bhwc(list(images))
 
-    def score(self, images: Sequence, prompts: Sequence[str]) -> np.ndarray:  # pragma: no cover
+    def score(self, images: Sequence, prompts: Sequence[str]) -> np.ndarray:
+        x = self._arrays(images, prompts)
+        if not len(x):
+            return np.zeros(0, dtype=np.float64)
+        return self._score(x, list(prompts))
+
+    def _score(self, x: np.ndarray, prompts: list[str]) -> np.ndarray:  # pragma: no cover
+        """Scores of float images ``x`` [B,H,W,3] in [0, 1] (B >= 1)."""
         raise NotImplementedError
 
 
@@ -63,10 +70,7 @@ class ToyReward(_ToyEvaluator):
     name = "toy_reward"
     version = "toy-reward-v1"
 
-    def score(self, images, prompts):
-        x = self._arrays(images, prompts)
-        if not len(x):
-            return np.zeros(0, dtype=np.float64)
+    def _score(self, x, prompts):
         return self.world.hidden_reward(x, list(prompts)).astype(np.float64)
 
 
@@ -75,10 +79,7 @@ class ToyPickScore(_ToyEvaluator):
     name = "toy_pickscore"
     version = "toy-pickscore-v1"
 
-    def score(self, images, prompts):
-        x = self._arrays(images, prompts)
-        if not len(x):
-            return np.zeros(0, dtype=np.float64)
+    def _score(self, x, prompts):
         t = self.world.reward_terms(x, list(prompts))
         out = np.empty(len(prompts), dtype=np.float64)
         for i, p in enumerate(prompts):
@@ -94,10 +95,7 @@ class ToyHPS(_ToyEvaluator):
     name = "toy_hps"
     version = "toy-hps-v2.1"
 
-    def score(self, images, prompts):
-        x = self._arrays(images, prompts)
-        if not len(x):
-            return np.zeros(0, dtype=np.float64)
+    def _score(self, x, prompts):
         w = self.world
         f = w.features(x)
         ideal = np.stack([w.ideal_colour(p) for p in prompts])
@@ -118,10 +116,7 @@ class ToyAesthetic(_ToyEvaluator):
     name = "toy_aesthetic"
     version = "toy-aesthetic-v1"
 
-    def score(self, images, prompts):
-        x = self._arrays(images, prompts)
-        if not len(x):
-            return np.zeros(0, dtype=np.float64)
+    def _score(self, x, prompts):
         f = self.world.features(x)
         m = f["mask"]
         contrast = np.sqrt(((f["colour"] - f["bg"]) ** 2).sum(-1)) / np.sqrt(3.0)  # [0, 1]
@@ -143,10 +138,7 @@ class ToyCLIP(_ToyEvaluator):
     name = "toy_clip"
     version = "toy-clip-v1"
 
-    def score(self, images, prompts):
-        x = self._arrays(images, prompts)
-        if not len(x):
-            return np.zeros(0, dtype=np.float64)
+    def _score(self, x, prompts):
         w = self.world
         f = w.features(x)
         names = list(w.colour_table)
