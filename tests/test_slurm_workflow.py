@@ -120,24 +120,13 @@ def _local_rules(work: Path) -> set[str]:
 
 
 def _evaluators(work: Path) -> list[str]:
-    """Evaluators of the smoke config (snakemake merges config files key by key)."""
+    """Evaluators of the smoke config (a list: the last config file that sets it wins)."""
     import yaml
 
-    ev: dict = {}
+    ev: list = []
     for f in SMOKE[1:]:
-        ev.update((yaml.safe_load((work / f).read_text()).get("evaluation") or {}).get("evaluators") or {})
+        ev = (yaml.safe_load((work / f).read_text()).get("evaluation") or {}).get("evaluators") or ev
     return list(ev)
-
-
-def _copy_workflow(dest: Path) -> Path:
-    """workflow_utils.copy_workflow, plus top-level folders the rules refer to (envs/)."""
-    from workflow_utils import REPO
-
-    copy_workflow(dest)
-    for name in ("envs",):
-        if (REPO / name).is_dir() and not (dest / name).exists():
-            shutil.copytree(REPO / name, dest / name)
-    return dest
 
 
 def _submitted(log: str) -> list[tuple[str, str]]:
@@ -241,7 +230,7 @@ def runs(cluster, tmp_path_factory):
     t0 = time.monotonic()
     root = tmp_path_factory.mktemp("slurm_wf")
     mem = _memory_overrides()
-    dirs = {k: _copy_workflow(root / k) for k in ("slurm_dag", "local_dag", "slurm_resume", "local_resume")}
+    dirs = {k: copy_workflow(root / k) for k in ("slurm_dag", "local_dag", "slurm_resume", "local_resume")}
     for k in ("slurm_resume", "local_resume"):
         (dirs[k] / "config" / "resume.yaml").write_text(RESUME_OVERLAY)
 

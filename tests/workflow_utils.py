@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-WORKFLOW_FILES = ["Snakefile", "workflow", "config", "notebooks", "profiles"]
+WORKFLOW_FILES = ["Snakefile", "workflow", "config", "notebooks", "profiles", "envs"]
 SMOKE = ["--configfile", "config/config.yaml", "config/smoke.yaml"]
 
 

@@ -17,6 +17,11 @@ TRAIN_CONFIGS = {run: P.run_train_config(config, run, RUNS) for run in RUNS}
 TOY = config["world"] == "toy"
 PROMPT_SETS = list(config["evaluation"]["prompt_sets"])
 EVALUATORS = list(config["evaluation"]["evaluators"])
+
+
+def evaluator_options(name):
+    return dict(config["evaluation"].get("evaluator_options", {}).get(name) or {})
+
 MAIN_MODELS = list(config["evaluation"]["models"])
 SWEEPS = [] if ABLATIONS is None else list(dict.fromkeys(ABLATIONS["sweep"]))
 ABLATION_RUNS = [] if ABLATIONS is None else list(dict.fromkeys(ABLATIONS["run"]))

@@ -28,7 +28,7 @@ rule ai_feedback:
         index="results/data/pairs_{feedback}.parquet",
         manifest="results/data/pairs_{feedback}.json",
     params:
-        options=lambda w: config["evaluation"]["evaluators"].get(w.feedback) or {},
+        options=lambda w: evaluator_options(w.feedback),
         batch_size=config["evaluation"].get("score_batch_size", 16),
     conda:
         "../../envs/inpo.yaml"

@@ -31,7 +31,7 @@ rule score:
     output:
         "results/scores/{model}/{prompt_set}/{evaluator}.parquet",
     params:
-        options=lambda w: config["evaluation"]["evaluators"][w.evaluator] or {},
+        options=lambda w: evaluator_options(w.evaluator),
         batch_size=config["evaluation"].get("score_batch_size", 16),
     conda:
         "../../envs/inpo.yaml"
