@@ -8,7 +8,6 @@ import json
 import pandas as pd
 import pytest
 import yaml
-
 from workflow_utils import SMOKE, copy_workflow, planned_jobs, run_snakemake
 
 pytestmark = pytest.mark.slow
