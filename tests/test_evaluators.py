@@ -289,15 +289,21 @@ def empty_offline_hub(tmp_path, monkeypatch):
     [
         ("pickscore", {}, "laion/CLIP-ViT-H-14-laion2B-s32B-b79K", "processor="),
         ("pickscore", {"processor": "inpo-test/missing-proc"}, "inpo-test/missing-proc", "processor="),
-        ("aesthetic", {}, "openai/clip-vit-large-patch14", "clip_model="),
-        ("aesthetic", {"clip_model": "inpo-test/missing-clip-l14"}, "inpo-test/missing-clip-l14", "clip_model="),
+        ("aesthetic", {"weights": "<local mlp>"}, "openai/clip-vit-large-patch14", "clip_model="),
+        ("aesthetic", {"weights": "<local mlp>", "clip_model": "inpo-test/missing-clip-l14"},
+         "inpo-test/missing-clip-l14", "clip_model="),
         ("aesthetic", {"weights": "/nonexistent/aesthetic.pth"}, "/nonexistent/aesthetic.pth", "weights="),
         ("hps", {}, "xswu/HPSv2/HPS_v2.1_compressed.pt", "checkpoint="),
         ("hps", {"hps_version": "v2.0"}, "xswu/HPSv2/HPS_v2_compressed.pt", "checkpoint="),
         ("clip", {}, "laion/CLIP-ViT-H-14-laion2B-s32B-b79K", "pretrained="),
     ],
 )
-def test_missing_hub_model_offline_fails_fast(empty_offline_hub, name, opts, must_name, option):
+def test_missing_hub_model_offline_fails_fast(empty_offline_hub, tmp_path, name, opts, must_name, option):
+    if opts.get("weights") == "<local mlp>":  # MLP weights present locally: the CLIP model is what's missing
+        from inpo.evaluators.aesthetic import AestheticMLP
+
+        torch.save(AestheticMLP().state_dict(), tmp_path / "mlp.pth")
+        opts = {**opts, "weights": str(tmp_path / "mlp.pth")}
     t0 = time.perf_counter()
     with pytest.raises(ModelUnavailableError) as err:
         evaluators.build(name, device="cpu", **opts)
