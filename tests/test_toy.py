@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_models import SMALL
 
 from inpo.data.toy import PICKAPIC_COLUMNS, ToyImageDataset, ToyWorld
 
@@ -126,17 +127,7 @@ def tiny_pipeline(tmp_path_factory):
     from inpo.models import build_tiny_sd15, save_pipeline
 
     root = tmp_path_factory.mktemp("toy_pipe")
-    comps = build_tiny_sd15(
-        sample_size=16,
-        unet_block_channels=(32, 64),
-        unet_layers_per_block=1,
-        unet_attention_head_dim=8,
-        unet_norm_groups=8,
-        vae_block_channels=(16, 32),
-        vae_norm_groups=8,
-        text_hidden_size=32,
-        text_intermediate_size=37,
-    )
+    comps = build_tiny_sd15(**SMALL)  # the small test model of test_models
     save_pipeline(comps, root / "base")
     return root / "base"
 
