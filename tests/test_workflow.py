@@ -104,3 +104,14 @@ def test_paper_config_offline_fails_fast_naming_the_source(tmp_path):
     log = (work / "results" / "logs" / "filter_pairs.log").read_text()
     assert "yuvalkirstain/pickapic_v2" in log
     assert time.perf_counter() - t0 < 120, "offline failure must not hang in hub retries"
+
+
+def test_changed_generation_settings_drop_old_images(tmp_path):
+    from inpo.pipeline import reset_images_if_settings_changed
+
+    for i in range(4):
+        (tmp_path / f"{i:05d}.png").write_bytes(b"x")
+    assert reset_images_if_settings_changed(tmp_path, {"steps": 20}, (0, 2), [0, 2]) == 0  # first run
+    assert reset_images_if_settings_changed(tmp_path, {"steps": 20}, (0, 2), [0, 2]) == 0  # unchanged
+    assert reset_images_if_settings_changed(tmp_path, {"steps": 10}, (0, 2), [0, 2]) == 2  # changed
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["00001.png", "00003.png"]  # other shard kept

@@ -243,3 +243,27 @@ def toy_init(out_dir: str | Path, *, toy: dict, seed: int = 0) -> dict:
     save_pipeline(comps, out_dir)
     print(f"toy_init: VAE pretrained {metrics}")
     return metrics
+
+
+def reset_images_if_settings_changed(out_dir: str | Path, settings: dict, shard: tuple[int, int],
+                                     indices) -> int:
+    """Generation resumes by skipping finished PNGs, so a change of model or sampler settings must
+    drop the shard's old images (``indices``) first. Keeps a settings stamp per shard; returns the
+    number of images removed."""
+    import json
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = out / f".settings-{shard[0]}-of-{shard[1]}.json"
+    text = json.dumps(settings, sort_keys=True, default=str)
+    removed = 0
+    if stamp.exists() and stamp.read_text() != text:
+        from .generate import image_path
+
+        for i in indices:
+            png = image_path(out, int(i))
+            if png.exists():
+                png.unlink()
+                removed += 1
+    stamp.write_text(text)
+    return removed

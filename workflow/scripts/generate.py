@@ -5,15 +5,23 @@ from pathlib import Path  # noqa: E402
 
 import pandas as pd  # noqa: E402
 
-from inpo.generate import generate_images  # noqa: E402
+from inpo.generate import generate_images, shard_rows  # noqa: E402
+from inpo.pipeline import reset_images_if_settings_changed  # noqa: E402
 
 smk = snakemake  # noqa: F821
 g = dict(smk.params.gen)
 res = g.pop("resolution", None)
+shard = (int(smk.wildcards.shard), smk.params.n_shards)
+prompts = pd.read_parquet(smk.input.prompts)
+removed = reset_images_if_settings_changed(
+    Path(smk.output[0]).parent, {"model": smk.params.model, "kind": smk.params.kind, **smk.params.gen}, shard,
+    shard_rows(prompts, shard)["index"],
+)
+print(f"generation settings changed: removed {removed} old images" if removed else "generation settings unchanged")
 written = generate_images(
-    smk.params.model, pd.read_parquet(smk.input.prompts), Path(smk.output[0]).parent,
+    smk.params.model, prompts, Path(smk.output[0]).parent,
     kind=smk.params.kind, num_inference_steps=g["steps"], guidance_scale=g["guidance_scale"],
     seed_base=g["seed_base"], batch_size=g.get("batch_size", 4), scheduler=g.get("scheduler"),
-    shard=(int(smk.wildcards.shard), smk.params.n_shards), height=res, width=res, dtype=g.get("dtype"),
+    shard=shard, height=res, width=res, dtype=g.get("dtype"),
 )
 Path(smk.output[0]).write_text("\n".join(str(p) for p in written) + "\n")
