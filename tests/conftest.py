@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -89,3 +91,28 @@ def jpeg():
 @pytest.fixture(scope="session")
 def write_shard():
     return _write_shard
+
+
+def _sinfo_answers() -> str | None:
+    """None when a SLURM controller answers ``sinfo``, else the reason to skip."""
+    if shutil.which("sinfo") is None:
+        return "no SLURM cluster: `sinfo` not installed (start one with .ci/slurm-up)"
+    try:
+        proc = subprocess.run(["sinfo", "-h", "-o", "%P %a %T"], capture_output=True, text=True, timeout=15)
+    except subprocess.TimeoutExpired:
+        return "no SLURM cluster: `sinfo` did not answer within 15 s (start one with .ci/slurm-up)"
+    if proc.returncode != 0 or not proc.stdout.strip():
+        err = (proc.stderr.strip().splitlines() or ["no partitions"])[-1]
+        return f"no SLURM cluster: `sinfo` failed ({err}); start one with .ci/slurm-up"
+    return None
+
+
+@pytest.fixture(scope="module")
+def cluster() -> None:
+    reason = _sinfo_answers()
+    if reason:
+        pytest.skip(reason)
+    try:
+        import snakemake_executor_plugin_slurm  # noqa: F401
+    except ImportError:
+        pytest.skip("snakemake-executor-plugin-slurm not installed in this environment")

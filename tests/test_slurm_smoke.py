@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -27,31 +26,6 @@ pytestmark = pytest.mark.slurm
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO_ROOT / "tests" / "slurm" / "Snakefile"
 PROFILE = REPO_ROOT / "profiles" / "slurm-ci"
-
-
-def _sinfo_answers() -> str | None:
-    """None when a SLURM controller answers ``sinfo``, else the reason to skip."""
-    if shutil.which("sinfo") is None:
-        return "no SLURM cluster: `sinfo` not installed (start one with .ci/slurm-up)"
-    try:
-        proc = subprocess.run(["sinfo", "-h", "-o", "%P %a %T"], capture_output=True, text=True, timeout=15)
-    except subprocess.TimeoutExpired:
-        return "no SLURM cluster: `sinfo` did not answer within 15 s (start one with .ci/slurm-up)"
-    if proc.returncode != 0 or not proc.stdout.strip():
-        err = (proc.stderr.strip().splitlines() or ["no partitions"])[-1]
-        return f"no SLURM cluster: `sinfo` failed ({err}); start one with .ci/slurm-up"
-    return None
-
-
-@pytest.fixture(scope="module")
-def cluster() -> None:
-    reason = _sinfo_answers()
-    if reason:
-        pytest.skip(reason)
-    try:
-        import snakemake_executor_plugin_slurm  # noqa: F401
-    except ImportError:
-        pytest.skip("snakemake-executor-plugin-slurm not installed in this environment")
 
 
 def _snakemake_cmd() -> list[str]:

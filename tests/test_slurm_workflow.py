@@ -31,7 +31,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_slurm_smoke import _sinfo_answers
 from workflow_utils import SMOKE, copy_workflow, run_snakemake, snakemake_bin
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -211,17 +210,6 @@ def _cancel_left(*works: Path) -> None:
     left = [line.split()[0] for line in out.splitlines() if any(str(w) in line for w in works)]
     if left:
         subprocess.run(["scancel", *left])
-
-
-@pytest.fixture(scope="module")
-def cluster() -> None:
-    reason = _sinfo_answers()
-    if reason:
-        pytest.skip(reason)
-    try:
-        import snakemake_executor_plugin_slurm  # noqa: F401
-    except ImportError:
-        pytest.skip("snakemake-executor-plugin-slurm not installed in this environment")
 
 
 @pytest.fixture(scope="module")
