@@ -48,14 +48,18 @@ def win_stats(a: np.ndarray, b: np.ndarray, sd: float) -> dict:
     return {"win_rate": wins / len(a), "ci95": [lo, hi], "gain_sd": float((a - b).mean() / sd)}
 
 
-def train_arm(name, method, index, base, out, *, updates, ppu, lr, beta, seed, res):
+def train_arm(name, method, index, base, out, *, updates, ppu, lr, beta, seed, res, t_min=0, t_max=999,
+              method_extra=None):
+    """Train arm ``name`` to ``updates`` updates. The arm's state folder persists, so a later call
+    with more updates resumes from the last checkpoint (bit-identical to one uninterrupted run:
+    the LR is constant after warm-up) and a curve costs one run, not one run per point."""
     from inpo.config import train_config_from_dict
     from inpo.trainer import train
 
     cfg = {
         "output_dir": str(out / f"{name}_pipeline"),
         "state_dir": str(out / f"{name}_state"),
-        "method": {"name": method, "beta": beta},
+        "method": {"name": method, "beta": beta, "t_min": t_min, "t_max": t_max, **(method_extra or {})},
         "model": {"pretrained": str(base)},
         "data": {"kind": "pairs", "index": str(index), "resolution": res, "random_flip": True},
         "optim": {"learning_rate": lr, "scale_lr": False, "warmup_updates": 0, "weight_decay": 0.0},
@@ -74,11 +78,18 @@ def train_arm(name, method, index, base, out, *, updates, ppu, lr, beta, seed, r
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--base", required=True, help="pretrained toy pipeline folder (toy_calibrate's output)")
-    ap.add_argument("--world", default="{}", help="JSON overrides of ToyWorld (must match the base)")
+    ap.add_argument("--config", default="config/config.yaml", help="the workflow config whose toy.world the base was pretrained on")
+    ap.add_argument("--world", default=None, help="JSON ToyWorld options (default: toy.world of --config)")
     ap.add_argument("--out", default="/tmp/toy_effect")
-    ap.add_argument("--n-prompts", type=int, default=512, help="pair prompts (2 samples each -> 1 pair)")
+    ap.add_argument("--n-prompts", type=int, default=512, help="pair prompts")
+    ap.add_argument("--images-per-prompt", type=int, default=2, help="samples per pair prompt; every two make a pair")
     ap.add_argument("--pair-steps", type=int, default=20)
     ap.add_argument("--pair-cfg", type=float, default=5.0)
+    ap.add_argument("--scheduler", default="euler", help="sampler of the pairs and of the evaluation")
+    ap.add_argument("--reuse-pairs", action="store_true", help="keep OUT/pairs.parquet if present")
+    ap.add_argument("--t-min", type=int, default=0)
+    ap.add_argument("--method", default="{}", help='JSON MethodConfig options, e.g. {"inversion": {"model": "reference"}}')
+    ap.add_argument("--t-max", type=int, default=999)
     ap.add_argument("--tie-fraction", type=float, default=0.12)
     ap.add_argument("--eval-at", default="10,25,50", help="updates at which each arm is evaluated")
     ap.add_argument("--pairs-per-update", type=int, default=64)
@@ -96,14 +107,25 @@ def main(argv=None):
     from inpo.evaluators import build
     from inpo.generate import generate_images
 
-    world = ToyWorld.from_dict(json.loads(a.world))
+    if a.world is None:
+        import yaml
+
+        world = ToyWorld.from_dict(yaml.safe_load(Path(a.config).read_text())["toy"].get("world"))
+    else:
+        world = ToyWorld.from_dict(json.loads(a.world))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     res: dict = {"args": vars(a), "times": {}}
     t0 = time.time()
-    man = make_preference_shards(a.base, world, out / "shards", n_prompts=a.n_prompts, steps=a.pair_steps,
-                                 guidance_scale=a.pair_cfg, tie_fraction=a.tie_fraction, n_corrupt=0, seed=0)
-    fm = filter_pairs(out / "shards", out / "pairs.parquet", out / "pairs.json", check_images=True)
+    if a.reuse_pairs and (out / "pairs.parquet").is_file():
+        man = json.loads((out / "shards" / "manifest.json").read_text())
+        fm = json.loads((out / "pairs.json").read_text())
+    else:
+        man = make_preference_shards(a.base, world, out / "shards", n_prompts=a.n_prompts, steps=a.pair_steps,
+                                     images_per_prompt=a.images_per_prompt,
+                                     guidance_scale=a.pair_cfg, tie_fraction=a.tie_fraction, n_corrupt=0, seed=0,
+                                     scheduler=a.scheduler)
+        fm = filter_pairs(out / "shards", out / "pairs.parquet", out / "pairs.json", check_images=True)
     res["times"]["pairs_s"] = time.time() - t0
     res["pairs"] = {"rows": man["n_rows"], "kept": fm["pairs_kept"], "dropped": fm["dropped"],
                     "base_pair_reward": man["mean_reward"], "sample_s": round(man["sample_s"], 1)}
@@ -120,7 +142,7 @@ def main(argv=None):
         t = time.time()
         paths = generate_images(str(pipe), prompts, out / "images" / tag, num_inference_steps=a.eval_steps,
                                 guidance_scale=a.eval_cfg, seed_base=a.seed_base, batch_size=100,
-                                scheduler="ddim", progress=False)
+                                scheduler=a.scheduler, progress=False)
         from PIL import Image
 
         imgs = [Image.open(p).convert("RGB") for p in paths]
@@ -129,6 +151,9 @@ def main(argv=None):
         res["times"]["eval_s"] += time.time() - t
         return s
 
+    import shutil
+
+    shutil.rmtree(out / "images", ignore_errors=True)  # generate_images keeps existing files: never reuse stale ones
     base_s = evaluate(a.base, "base")
     sd = float(base_s.std()) or 1.0
     res["base_mean"] = float(base_s.mean())
@@ -136,12 +161,14 @@ def main(argv=None):
     curves: dict = {}
     finals: dict = {}
     for arm in a.arms.split(","):
+        shutil.rmtree(out / f"{arm}_state", ignore_errors=True)  # curves resume from this arm's own run
         method = "inpo" if arm == "shuffled" else arm
         index = out / ("pairs_shuffled.parquet" if arm == "shuffled" else "pairs.parquet")
         curves[arm] = []
         for k in [int(x) for x in a.eval_at.split(",")]:
             summ, pipe = train_arm(arm, method, index, a.base, out, updates=k, ppu=a.pairs_per_update, lr=a.lr,
-                                   beta=a.beta, seed=0, res=world.image_size)
+                                   beta=a.beta, seed=0, res=world.image_size, t_min=a.t_min, t_max=a.t_max,
+                                   method_extra=json.loads(a.method))
             s = evaluate(pipe, f"{arm}_{k}")
             row = {"arm": arm, "updates": k, "train_cpu_s": round(summ.get("wall_s", float("nan")), 1),
                    "mean_reward": float(s.mean()), **win_stats(s, base_s, sd)}

@@ -216,3 +216,15 @@ def test_two_accelerate_processes_equal_one(world, tmp_path):
     a, b = unet_state(cfg1.output_dir), unet_state(cfg2.output_dir)
     assert max_diff(a, unet_state(world / "base")) > 1e-4
     assert max_diff(a, b) < 1e-5
+
+
+def test_lr_schedule_warmup_constant_and_cosine():
+    from inpo.trainer import lr_at
+
+    assert [lr_at(u, 1.0, 4) for u in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]  # paper: warm-up, constant
+    cos = [lr_at(u, 2.0, 2, "cosine", total=12, min_ratio=0.1) for u in range(13)]
+    assert cos[:3] == [1.0, 2.0, 2.0]  # warm-up, then the cosine starts at the peak
+    assert cos[7] == pytest.approx(0.2 + 1.8 * 0.5)  # half-way from update 2 to 12: the mean of peak and floor
+    assert cos[12] == pytest.approx(0.2) and all(a >= b for a, b in zip(cos[2:], cos[3:]))
+    with pytest.raises(ValueError, match="lr_schedule"):
+        lr_at(5, 1.0, 0, "linear", total=10)

@@ -26,12 +26,12 @@ def test_smoke_dag_outputs(smoke_run):
         html = work / "results" / "notebooks" / f"{name}.html"
         assert html.stat().st_size > 10_000, html
     scores = pd.read_parquet(work / "results" / "scores" / "all.parquet")
-    assert set(scores["model"]) == {"base", "sft", "inpo", "dpo", "kto", "inpo-aif", "beta-500", "init-base"}
+    assert set(scores["model"]) == {"base", "sft", "inpo", "dpo", "kto", "inpo-aif", "beta-500", "init-sft"}
     assert scores.groupby(["model", "evaluator"]).size().eq(12).all()
     t1 = pd.read_csv(work / "results" / "tables" / "table1_winrates.csv")
     assert set(t1["baseline"]) == {"base", "sft", "dpo", "kto"}
     t2 = pd.read_csv(work / "results" / "tables" / "table2_ablations.csv")
-    assert {"beta-500", "init-base", "inpo"} <= set(t2["run"])
+    assert {"beta-500", "init-sft", "inpo"} <= set(t2["run"])
     assert t2["gpu_hours"].notna().all()
     rows = list(csv.DictReader(open(work / "results" / "logs" / "train" / "inpo.csv")))
     assert [int(r["update"]) for r in rows] == [1, 2]

@@ -59,7 +59,11 @@ class OptimConfig:
     adam_beta2: float = 0.999
     adam_eps: float = 1e-8
     warmup_updates: int = 200
-    """Linear warm-up over this many optimizer updates, then constant."""
+    """Linear warm-up over this many optimizer updates, then ``lr_schedule``."""
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    """After warm-up: ``constant`` (the paper's runs) or ``cosine`` decay to ``min_lr_ratio`` x lr at
+    ``max_updates`` (the toy base's pretraining: its last iterate then samples far better)."""
+    min_lr_ratio: float = 0.0
     max_grad_norm: float = 1.0
 
 

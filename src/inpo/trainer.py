@@ -205,11 +205,18 @@ def make_optimizer(cfg: TrainConfig, params, lr: float):
                      warmup_init=False, weight_decay=o.weight_decay)
 
 
-def lr_at(update: int, base_lr: float, warmup: int) -> float:
-    """Linear warm-up over ``warmup`` updates (update 0 gets ``base/warmup``), then constant."""
-    if warmup <= 0:
+def lr_at(update: int, base_lr: float, warmup: int, schedule: str = "constant", total: int = 0,
+          min_ratio: float = 0.0) -> float:
+    """Linear warm-up over ``warmup`` updates (update 0 gets ``base/warmup``), then constant, or a
+    cosine from ``base_lr`` (update ``warmup``) to ``min_ratio * base_lr`` (update ``total``)."""
+    if update < warmup:
+        return base_lr * (update + 1) / warmup
+    if schedule == "constant":
         return base_lr
-    return base_lr * min(1.0, (update + 1) / warmup)
+    if schedule != "cosine":
+        raise ValueError(f"unknown lr_schedule {schedule!r}; use constant or cosine")
+    frac = min(1.0, (update - warmup) / max(1, total - warmup))
+    return base_lr * (min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * frac)))
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -331,7 +338,8 @@ def train(cfg: TrainConfig, *, stop_after: int | None = None) -> dict:
     done_here = 0
     for update in range(start, cfg.max_updates):
         t0 = time.perf_counter()
-        lr = lr_at(update, base_lr, cfg.optim.warmup_updates)
+        lr = lr_at(update, base_lr, cfg.optim.warmup_updates, cfg.optim.lr_schedule, cfg.max_updates,
+                   cfg.optim.min_lr_ratio)
         for group in optimizer.param_groups:
             group["lr"] = lr
         sums: dict[str, float] = {}

@@ -3,9 +3,11 @@
 Each measures something different, like the real ones:
 
 - ``toy_reward``    the hidden reward itself (what the toy preference labels were made from).
-- ``toy_pickscore`` a human-preference model: hidden reward + a small deterministic
-                    prompt-dependent perturbation (per-prompt offset and colour-weight tilt),
-                    scaled to PickScore-like numbers (about 18-23).
+- ``toy_pickscore`` a preference model that is not the labeller: the hidden reward's terms with
+                    another taste (colour weight 0.3 instead of 0.6, tilted per prompt, plus a
+                    per-prompt offset), so it disagrees with the hidden-reward labels on some
+                    pairs (about 15% of the toy pairs), as PickScore does with people;
+                    PickScore-like numbers (about 18-23).
 - ``toy_hps``       another correlated preference model: the hidden reward terms with different
                     weights and a narrower colour kernel, x 30 (HPS-like numbers, about 15-30).
 - ``toy_aesthetic`` image-only quality, caption-independent: contrast between object and
@@ -39,6 +41,21 @@ def _prompt_hash(prompt: str, salt: str) -> float:
     """Deterministic pseudo-random number in [0, 1) from (salt, prompt)."""
     h = hashlib.sha256(f"{salt}|{prompt}".encode()).digest()
     return int.from_bytes(h[:8], "little") / 2**64
+
+
+def _quality(world: ToyWorld, x: np.ndarray) -> np.ndarray:
+    """Caption-independent drawing quality in [0, 1]: object/background contrast, crisp edges, a
+    clean background, a centred object of some size."""
+    f = world.features(x)
+    m = f["mask"]
+    contrast = np.sqrt(((f["colour"] - f["bg"]) ** 2).sum(-1)) / np.sqrt(3.0)  # [0, 1]
+    # sharpness: how binary the soft mask is (crisp edges -> values near 0/1) and low noise in bg
+    crisp = np.clip(1.0 - 4.0 * (m * (1 - m)).mean(axis=(1, 2)) / np.maximum(f["area"], 1e-3), 0.0, 1.0)
+    gy, gx = np.gradient(x.mean(-1), axis=(1, 2))
+    bgnoise = (np.hypot(gx, gy) * (1 - m)).sum(axis=(1, 2)) / np.maximum((1 - m).sum(axis=(1, 2)), 1.0)
+    clean = np.exp(-bgnoise / 0.03)
+    comp = np.exp(-(((f["centroid"] - 0.5) ** 2).sum(-1)) / (2 * 0.2**2)) * (1 - np.exp(-f["area"] / 0.03))
+    return np.clip(0.35 * contrast / 0.6 + 0.25 * crisp + 0.2 * clean + 0.2 * comp, 0.0, 1.0)
 
 
 class _ToyEvaluator:
@@ -77,7 +94,7 @@ class ToyReward(_ToyEvaluator):
 @register("toy_pickscore")
 class ToyPickScore(_ToyEvaluator):
     name = "toy_pickscore"
-    version = "toy-pickscore-v1"
+    version = "toy-pickscore-v2"
 
     def _score(self, x, prompts):
         t = self.world.reward_terms(x, list(prompts))
@@ -85,7 +102,7 @@ class ToyPickScore(_ToyEvaluator):
         for i, p in enumerate(prompts):
             tilt = 0.8 + 0.4 * _prompt_hash(p, "pick-tilt")  # per-prompt colour weight in [0.8, 1.2]
             offset = 0.1 * (_prompt_hash(p, "pick-offset") - 0.5)
-            r = (0.6 * tilt * t["colour"][i] + 0.2 * t["size"][i] + 0.2 * t["center"][i]) / (0.6 * tilt + 0.4)
+            r = (0.3 * tilt * t["colour"][i] + 0.35 * t["size"][i] + 0.35 * t["center"][i]) / (0.3 * tilt + 0.7)
             out[i] = 18.0 + 5.0 * (r + offset)
         return out
 
@@ -117,18 +134,7 @@ class ToyAesthetic(_ToyEvaluator):
     version = "toy-aesthetic-v1"
 
     def _score(self, x, prompts):
-        f = self.world.features(x)
-        m = f["mask"]
-        contrast = np.sqrt(((f["colour"] - f["bg"]) ** 2).sum(-1)) / np.sqrt(3.0)  # [0, 1]
-        # sharpness: how binary the soft mask is (crisp edges -> values near 0/1) and low noise in bg
-        crisp = 1.0 - 4.0 * (m * (1 - m)).mean(axis=(1, 2)) / np.maximum(f["area"], 1e-3)
-        crisp = np.clip(crisp, 0.0, 1.0)
-        gy, gx = np.gradient(x.mean(-1), axis=(1, 2))
-        bgnoise = (np.hypot(gx, gy) * (1 - m)).sum(axis=(1, 2)) / np.maximum((1 - m).sum(axis=(1, 2)), 1.0)
-        clean = np.exp(-bgnoise / 0.03)
-        comp = np.exp(-(((f["centroid"] - 0.5) ** 2).sum(-1)) / (2 * 0.2**2)) * (1 - np.exp(-f["area"] / 0.03))
-        q = 0.35 * contrast / 0.6 + 0.25 * crisp + 0.2 * clean + 0.2 * comp
-        return (3.0 + 5.0 * np.clip(q, 0.0, 1.0)).astype(np.float64)
+        return (3.0 + 5.0 * _quality(self.world, x)).astype(np.float64)
 
 
 @register("toy_clip")
