@@ -164,6 +164,20 @@ def test_ablation_table_on_fixtures(fixture_scores):
         t.ablation_table(fixture_scores, runs.drop(columns=["n_gpus"]))
 
 
+def test_ablation_paper_row_column_wins_per_row(fixture_scores):
+    """One run in two sweeps stands beside two paper rows: the sheet's paper_row, row by row."""
+    runs = pd.read_csv(FIX / "runs.csv")
+    inpo = runs[runs["run"] == "inpo"].iloc[0]
+    runs = pd.DataFrame([inpo.to_dict() | {"sweep": "beta", "paper_row": 13},
+                         inpo.to_dict() | {"sweep": "init", "paper_row": ""}])
+    long = t.ablation_long(fixture_scores, runs, benchmark_root=FIX, paper_rows={"inpo": 3})
+    settings = long.groupby("sweep")["paper_setting"].first()
+    assert settings["beta"] == "InPO-SD1.5"  # the column's row 13
+    assert settings["init"] == "Base initialized"  # empty cell: the run mapping's row 3
+    hps = long[long["evaluator"] == "hps"].set_index("sweep")["paper"]
+    assert hps["beta"] == pytest.approx(28.523) and hps["init"] == pytest.approx(28.237)
+
+
 # -------------------------------------------------------------------------------------------- effect
 def test_reward_effect_hand_numbers():
     s = tidy({"inpo": [2, 3, 4, 5], "base": [1, 2, 3, 6]})

@@ -518,7 +518,9 @@ def ablation_long(
     ``runs``: columns ``run, sweep, setting, value, benchmark, n_gpus, prompt_set``; ``run`` is the model
     name in ``scores``; ``benchmark`` a TSV path (relative to ``benchmark_root``; several joined by ``;``;
     empty for a run without training, e.g. the base model -> GPU-hours NaN).
-    ``paper_rows``: ``{run: Table 2 row number or setting}`` for the paper's values beside.
+    ``paper_rows``: ``{run: Table 2 row number or setting}`` for the paper's values beside; a
+    non-empty ``paper_row`` column of ``runs`` wins for its row (one run can stand beside different
+    paper rows in different sweeps, e.g. the toy's base-initialised InPO).
     Columns: ``run, sweep, setting, value, prompt_set, evaluator, evaluator_version, label, ours, paper``
     plus ``gpu_hours`` / ``paper_gpu_hours`` / ``paper_setting`` (repeated on each evaluator row).
     """
@@ -538,8 +540,14 @@ def ablation_long(
         bench = _benchmark_paths(r.benchmark, benchmark_root)
         hours = gpu_hours(bench, r.n_gpus) if bench else math.nan
         prow = None
-        if run in paper_rows:
-            ref = paper_rows[run]
+        ref = getattr(r, "paper_row", None)
+        if ref is None or (isinstance(ref, float) and math.isnan(ref)) or str(ref).strip() == "":
+            ref = paper_rows.get(run)
+        elif isinstance(ref, str) and ref.strip().isdigit():
+            ref = int(ref)
+        elif isinstance(ref, float) and ref.is_integer():
+            ref = int(ref)
+        if ref is not None:
             hit = paper[paper["row"] == ref] if isinstance(ref, (int, np.integer)) else paper[paper["setting"] == ref]
             if hit.empty:
                 raise KeyError(f"paper Table 2 has no row {ref!r} (for run {run!r})")
