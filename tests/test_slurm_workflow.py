@@ -338,7 +338,7 @@ def test_toy_dag_on_slurm_equals_local(runs):
     print(f"[slurm workflow] max |score(SLURM) - score(local)| = {diff:.3g}")
     assert diff <= 1e-6, sub.assign(local=local["score"]).loc[(sub["score"] - local["score"]).abs() > 1e-6]
     # the trained models behind them, too (train logs: loss per update)
-    for run in ("base", "sft", "inpo"):
+    for run in LOCAL_MODELS:
         a = pd.read_csv(work / "results" / "logs" / "train" / f"{run}.csv")
         b = pd.read_csv(runs["dirs"]["local_dag"] / "results" / "logs" / "train" / f"{run}.csv")
         pd.testing.assert_series_equal(a["loss"], b["loss"], atol=1e-6, rtol=0)
