@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -88,8 +89,8 @@ def main(argv=None):
     ap.add_argument("--scheduler", default="euler", help="sampler of the pairs and of the evaluation")
     ap.add_argument("--reuse-pairs", action="store_true", help="keep OUT/pairs.parquet if present")
     ap.add_argument("--t-min", type=int, default=0)
-    ap.add_argument("--method", default="{}", help='JSON MethodConfig options, e.g. {"inversion": {"model": "reference"}}')
     ap.add_argument("--t-max", type=int, default=999)
+    ap.add_argument("--method", default="{}", help='JSON MethodConfig options, e.g. {"inversion": {"model": "reference"}}')
     ap.add_argument("--tie-fraction", type=float, default=0.12)
     ap.add_argument("--eval-at", default="10,25,50", help="updates at which each arm is evaluated")
     ap.add_argument("--pairs-per-update", type=int, default=64)
@@ -150,8 +151,6 @@ def main(argv=None):
         res["times"].setdefault("eval_s", 0.0)
         res["times"]["eval_s"] += time.time() - t
         return s
-
-    import shutil
 
     shutil.rmtree(out / "images", ignore_errors=True)  # generate_images keeps existing files: never reuse stale ones
     base_s = evaluate(a.base, "base")

@@ -98,16 +98,6 @@ def report_targets():
 # --------------------------------------------------------------------------- report
 
 
-def paper_rows():
-    if ABLATIONS is None:
-        return {}
-    rows = {}
-    for _, r in ABLATIONS.iterrows():
-        if str(r["paper_row"]).strip():
-            rows.setdefault(r["run"], int(r["paper_row"]))
-    return rows
-
-
 REPORT = config["report"]
 TABLE_PARAMS = dict(
     model=REPORT["model"],
@@ -118,7 +108,7 @@ TABLE_PARAMS = dict(
     table1_prompt_sets=REPORT.get("prompt_set_map", {}),
     supp_prompt_sets=REPORT.get("supp_prompt_set_map", REPORT.get("prompt_set_map", {})),
     evaluator_map=REPORT.get("evaluator_map", {}),
-    paper_rows=paper_rows(),
+    paper_rows={},  # each ablation row names its paper row in the sheet (ablation_runs.csv carries it)
     effect_evaluators=REPORT.get("effect_evaluators", EVALUATORS[:1]),
     benchmark_root=".",
 )
@@ -133,7 +123,7 @@ def notebook_parameters(name):
                     prompt_set_map=TABLE_PARAMS["table1_prompt_sets"], **common)
     if name == "table2_ablations":
         return dict(scores_paths=scores, runs_csv="results/tables/ablation_runs.csv", benchmark_root=".",
-                    paper_rows=TABLE_PARAMS["paper_rows"], **common)
+                    paper_rows={}, **common)  # the notebook's fixture default must not apply
     if name == "supp_median_mean":
         return dict(scores_paths=scores, models=EVAL_MODELS, prompt_sets=PROMPT_SETS,
                     name_map=TABLE_PARAMS["name_map"], prompt_set_map=TABLE_PARAMS["supp_prompt_sets"], **common)
