@@ -69,18 +69,22 @@ def is_hub_id(source: str | Path) -> bool:
     return not ("/" in s and Path(s.split("/", 1)[0]).is_dir())
 
 
+def missing_path(what: str, path: str | Path, option: str) -> ModelUnavailableError:
+    """The error for a local path that does not exist; ``option`` is where it was given."""
+    return ModelUnavailableError(
+        f"{what}: local path {str(path)!r} does not exist. Fix `{option}` (a path relative to the "
+        f"directory the command runs in, or an absolute path)."
+    )
+
+
 def unavailable(what: str, source: str | Path, option: str, err: BaseException | None = None) -> ModelUnavailableError:
-    """The one error for an unresolvable ``source``; ``option`` is where a local copy can be given."""
+    """The error for a hub id / hub file / URL that is neither cached nor downloadable; ``option``
+    is where a local copy can be given. (A missing local path is :func:`missing_path`.)"""
+    s = str(source)
     why = ""
     if err is not None:
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
         why = f" ({type(err).__name__}: {first[:300]})"
-    s = str(source)
-    if not is_hub_id(s) and "://" not in s:
-        return ModelUnavailableError(
-            f"{what}: local path {s!r} does not exist{why}. Fix `{option}` (a path relative to the "
-            f"directory the command runs in, or an absolute path)."
-        )
     state = (
         "HF_HUB_OFFLINE is set and it is not in the local cache, so nothing is downloaded"
         if hub_offline()
@@ -99,7 +103,7 @@ def local_path(source: str | Path, what: str, option: str) -> Path | None:
         return None
     path = Path(source).expanduser()
     if not path.exists():
-        raise unavailable(what, source, option, FileNotFoundError(str(path)))
+        raise missing_path(what, source, option)
     return path
 
 
@@ -186,6 +190,7 @@ __all__ = [
     "hub_offline",
     "is_hub_id",
     "local_path",
+    "missing_path",
     "resolve_device",
     "resolve_dtype",
     "unavailable",

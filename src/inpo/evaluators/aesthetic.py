@@ -81,7 +81,7 @@ def resolve_weights(weights: str | Path) -> Path:
         return hub.url_file(s, name, what="aesthetic MLP weights", option="weights")
     path = Path(s).expanduser()
     if not path.is_file():
-        raise hub.unavailable("aesthetic MLP weights", s, "weights", FileNotFoundError(s))
+        raise hub.missing_path("aesthetic MLP weights", s, "weights")
     return path
 
 
@@ -120,7 +120,7 @@ def load_openai_clip(source: str | Path, *, fp16: bool, device: torch.device) ->
     else:
         path = Path(source).expanduser()
         if not path.is_file():
-            raise hub.unavailable("OpenAI CLIP checkpoint", source, "clip_model", FileNotFoundError(str(path)))
+            raise hub.missing_path("OpenAI CLIP checkpoint", source, "clip_model")
         model = open_clip.load_openai_model(str(path), precision=precision, device=device)
     return model.eval()
 

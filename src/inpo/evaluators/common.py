@@ -104,7 +104,7 @@ def open_clip_architecture(model_name: str | Path) -> str:
     path = Path(model_name)
     if path.suffix == ".json":
         if not path.is_file():
-            raise hub.unavailable("open_clip model config", path, "model_name", FileNotFoundError(str(path)))
+            raise hub.missing_path("open_clip model config", path, "model_name")
         open_clip.add_model_config(path)
         return path.stem
     return str(model_name)
@@ -121,18 +121,15 @@ def load_open_clip(
     import open_clip
 
     name = open_clip_architecture(model_name)
-    if pretrained is not None and not open_clip.get_pretrained_cfg(name, pretrained):
-        hub.local_path(pretrained, f"open_clip {name} checkpoint", option)  # a file: must exist
+    if open_clip.get_model_config(name) is None:
+        raise ValueError(f"unknown open_clip architecture {name!r} (option model_name); "
+                         f"give a built-in name or the path of a model-config JSON")
+    tag = open_clip.get_pretrained_cfg(name, pretrained) if pretrained is not None else {}
+    if pretrained is not None and not tag and not Path(pretrained).expanduser().is_file():
+        raise hub.missing_path(f"open_clip {name} checkpoint", pretrained, option)  # not a tag: a file
     try:
         model = open_clip.create_model(name, pretrained=pretrained, device="cpu", **create_kwargs)
-    except RuntimeError as e:
-        if "not found" in str(e) and "config" in str(e).lower():
-            raise ValueError(f"unknown open_clip architecture {name!r} (option model_name)") from e
-        tag = open_clip.get_pretrained_cfg(name, pretrained or "") if pretrained else {}
-        source = (tag or {}).get("hf_hub", "").rstrip("/") or str(pretrained)
-        raise hub.unavailable(f"open_clip {name} weights {pretrained!r}", source, option, e) from e
-    except Exception as e:  # noqa: BLE001 - hub/url errors of the download
-        tag = open_clip.get_pretrained_cfg(name, pretrained or "") if pretrained else {}
-        source = (tag or {}).get("hf_hub", "").rstrip("/") or str(pretrained)
+    except RuntimeError as e:  # open_clip's download failure (offline, not cached, no network)
+        source = tag.get("hf_hub", "").rstrip("/") or tag.get("url") or str(pretrained)
         raise hub.unavailable(f"open_clip {name} weights {pretrained!r}", source, option, e) from e
     return model.eval(), open_clip.get_tokenizer(name)

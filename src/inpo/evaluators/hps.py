@@ -80,9 +80,9 @@ class HpsEvaluator(OpenClipEvaluator):
 
     def _load(self):
         if self.checkpoint is not None:
-            path = hub.local_path(self.checkpoint, "HPS checkpoint", "checkpoint")
-            if path is None:  # a hub id given as checkpoint: "<org>/<repo>" is not a file
-                raise hub.unavailable("HPS checkpoint", self.checkpoint, "checkpoint")
+            path = Path(self.checkpoint).expanduser()
+            if not path.is_file():
+                raise hub.missing_path("HPS checkpoint", self.checkpoint, "checkpoint")
         else:
             path = hub.hub_file(self.hub_repo, HPS_FILES[self.hps_version], what="HPS checkpoint",
                                 option="checkpoint")
