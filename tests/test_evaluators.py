@@ -433,3 +433,20 @@ def test_pickscore_missing_model_named(empty_offline_hub, tiny_hf_clip):
     _, processor = tiny_hf_clip
     with pytest.raises(ModelUnavailableError, match=r"inpo-test/missing-pickscore.*model="):
         PickScoreEvaluator(model="inpo-test/missing-pickscore", clip_processor=processor, device="cpu")
+
+
+def test_tiny_real_format_files_build_every_evaluator(tmp_path, images):
+    """write_tiny_evaluators: the options it returns build all four through their real loaders;
+    the same seed writes the same weights."""
+    opts = tiny.write_tiny_evaluators(tmp_path / "a")
+    assert sorted(opts) == ["aesthetic", "clip", "hps", "pickscore"]
+    assert Path(opts["hps"]["checkpoint"]).name == "HPS_v2_compressed.pt"
+    scores = {}
+    for name, o in opts.items():
+        ev = evaluators.build(name, **o)
+        assert ev.name == name
+        scores[name] = ev.score(images, PROMPTS)
+        assert scores[name].shape == (5,) and np.isfinite(scores[name]).all()
+        assert np.ptp(scores[name]) > 0
+    again = tiny.write_tiny_evaluators(tmp_path / "b")
+    np.testing.assert_array_equal(evaluators.build("hps", **again["hps"]).score(images, PROMPTS), scores["hps"])

@@ -4,24 +4,16 @@ Each writer produces files that the real evaluator (and its official reference c
 the same path as the published weights, only with small random models, so that tests and tiny
 pipelines exercise real loading, preprocessing and scoring without downloads:
 
-=====================  ==========================================  ==============================
-evaluator              files written                               evaluator options
-=====================  ==========================================  ==============================
-``hps``                ``HPS_v2_compressed.pt`` /                  ``checkpoint``, ``model_name``
-                       ``HPS_v2.1_compressed.pt`` (``{"state_dict":
-                       ...}`` of an open_clip CLIP) + the model's
-                       open_clip config JSON
-``clip``               open_clip checkpoint (``state_dict``) +     ``pretrained``, ``model_name``
-                       config JSON
-``pickscore``          ``model/`` (transformers ``CLIPModel``,     ``model``, ``processor``
-                       safetensors) and ``processor/`` (CLIP
-                       image processor, CLIP tokenizer,
-                       ``config.json`` as the laion repo has)
-``aesthetic``          ``ViT-L-14.pt``: OpenAI CLIP as a           ``clip_model`` (+ ``weights``:
-                       TorchScript archive (ViT-L/14-shaped: 14 px the real MLP file, or
-                       patches, 224 px, 768-d embedding, widths    :func:`write_tiny_aesthetic_mlp`)
-                       of 64)
-=====================  ==========================================  ==============================
+- ``hps``: ``HPS_v2_compressed.pt`` / ``HPS_v2.1_compressed.pt``, ``{"state_dict": ...}`` of an
+  open_clip CLIP as the hub files, plus the architecture's open_clip config JSON
+  (:func:`write_tiny_hps_checkpoint`; options ``checkpoint``, ``model_name``);
+- ``clip``: an open_clip checkpoint (bare state dict, as open_clip's hub files) plus the config JSON
+  (:func:`write_tiny_open_clip_checkpoint`; options ``pretrained``, ``model_name``);
+- ``pickscore``: ``model/`` (transformers ``CLIPModel``, safetensors) and ``processor/`` laid out
+  as the laion processor repo (:func:`write_tiny_pickscore`; options ``model``, ``processor``);
+- ``aesthetic``: ``ViT-L-14.pt``, OpenAI CLIP as a TorchScript archive like OpenAI's file,
+  ViT-L/14-shaped (224 px, patch 14, 768-d embedding), tiny widths (:func:`write_tiny_openai_clip`;
+  option ``clip_model``); the MLP is the real file or :func:`write_tiny_aesthetic_mlp` (``weights``).
 
 Entry point: :func:`write_tiny_evaluators` writes all four under one folder and returns the
 ``evaluator_options`` mapping for them. Models are float32, seeded, and the same for the same seed.
