@@ -134,11 +134,12 @@ def from_pretrained(cls: Any, source: str | Path, *, what: str, option: str, **k
     return _cache_first(lambda **kw: cls.from_pretrained(str(source), **kwargs, **kw), what, str(source), option)
 
 
-def hub_file(repo_id: str, filename: str, *, what: str, option: str) -> Path:
-    """Local path of ``filename`` in hub repo ``repo_id``: the cache first, then a download."""
+def hub_file(repo_id: str, filename: str, *, what: str, option: str, repo_type: str = "model") -> Path:
+    """Local path of ``filename`` in hub repo ``repo_id`` (``repo_type`` "model" or "dataset"): the
+    cache first, then a download."""
     from huggingface_hub import hf_hub_download
 
-    return Path(_cache_first(lambda **kw: hf_hub_download(repo_id, filename, **kw), what,
+    return Path(_cache_first(lambda **kw: hf_hub_download(repo_id, filename, repo_type=repo_type, **kw), what,
                              f"{repo_id}/{filename}", option))
 
 
