@@ -110,3 +110,17 @@ def test_hub_file_offline_not_cached(tmp_path, monkeypatch):
         hub.hub_file("zhwang/HPDv2", "benchmark/anime.json", what="HPDv2 prompts", option="source",
                      repo_type="dataset")
     assert "'zhwang/HPDv2/benchmark/anime.json'" in str(err.value) and "`source=" in str(err.value)
+
+
+def test_hub_snapshot_offline_not_cached(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    t0 = time.perf_counter()
+    with pytest.raises(hub.ModelUnavailableError) as err:
+        hub.hub_snapshot("yuvalkirstain/pickapic_v2", ["data/test_unique-*.parquet"], what="Pick-a-Pic",
+                         option="data.source")
+    assert time.perf_counter() - t0 < 5
+    assert "'yuvalkirstain/pickapic_v2'" in str(err.value) and "HF_HUB_OFFLINE is set" in str(err.value)

@@ -143,6 +143,16 @@ def hub_file(repo_id: str, filename: str, *, what: str, option: str, repo_type: 
                              f"{repo_id}/{filename}", option))
 
 
+def hub_snapshot(repo_id: str, patterns: list[str], *, what: str, option: str, repo_type: str = "dataset") -> Path:
+    """Local folder of the files of hub repo ``repo_id`` matching ``patterns`` (``allow_patterns``):
+    the cache first, then a download."""
+    from huggingface_hub import snapshot_download
+
+    return Path(_cache_first(
+        lambda **kw: snapshot_download(repo_id, repo_type=repo_type, allow_patterns=patterns, **kw),
+        what, repo_id, option))
+
+
 def cache_dir() -> Path:
     """Folder for files fetched from plain URLs: ``$INPO_CACHE`` or ``~/.cache/inpo``."""
     return Path(os.environ.get("INPO_CACHE", Path.home() / ".cache" / "inpo"))
@@ -189,6 +199,7 @@ __all__ = [
     "from_pretrained",
     "hub_file",
     "hub_offline",
+    "hub_snapshot",
     "is_hub_id",
     "local_path",
     "missing_path",
