@@ -100,24 +100,23 @@ def test_resolve_dtype_and_device():
     assert hub.resolve_device(None).type == ("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def test_hub_file_offline_not_cached(tmp_path, monkeypatch):
+@pytest.fixture
+def empty_offline_hub(tmp_path, monkeypatch):
     from huggingface_hub import constants
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+
+
+def test_hub_file_offline_not_cached(empty_offline_hub):
     with pytest.raises(hub.ModelUnavailableError) as err:
         hub.hub_file("zhwang/HPDv2", "benchmark/anime.json", what="HPDv2 prompts", option="source",
                      repo_type="dataset")
     assert "'zhwang/HPDv2/benchmark/anime.json'" in str(err.value) and "`source=" in str(err.value)
 
 
-def test_hub_snapshot_offline_not_cached(tmp_path, monkeypatch):
-    from huggingface_hub import constants
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+def test_hub_snapshot_offline_not_cached(empty_offline_hub):
     t0 = time.perf_counter()
     with pytest.raises(hub.ModelUnavailableError) as err:
         hub.hub_snapshot("yuvalkirstain/pickapic_v2", ["data/test_unique-*.parquet"], what="Pick-a-Pic",

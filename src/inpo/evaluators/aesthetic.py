@@ -34,7 +34,7 @@ from inpo import hub
 from inpo.evaluators import check_inputs
 from inpo.evaluators.common import (
     autocast,
-    batch_slices,
+    batched_scores,
     check_precision,
     openai_clip_transform,
     uses_amp,
@@ -212,7 +212,5 @@ class AestheticEvaluator:
 
     def score(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> np.ndarray:
         check_inputs(images, prompts)
-        out = np.empty(len(images), dtype=np.float64)
-        for sl in batch_slices(len(images), self.batch_size):
-            out[sl] = self.score_embeddings(self.embed(images[sl]))
-        return out
+        return batched_scores(lambda ims, _: self.score_embeddings(self.embed(ims)), images, prompts,
+                              self.batch_size)

@@ -24,7 +24,7 @@ from inpo.evaluators.common import (
     OPENAI_MEAN,
     OPENAI_STD,
     autocast,
-    batch_slices,
+    batched_scores,
     check_precision,
     load_open_clip,
     open_clip_transform,
@@ -110,10 +110,7 @@ class OpenClipEvaluator:
 
     def score(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> np.ndarray:
         check_inputs(images, prompts)
-        out = np.empty(len(images), dtype=np.float64)
-        for sl in batch_slices(len(images), self.batch_size):
-            out[sl] = self.score_batch(images[sl], prompts[sl]).numpy()
-        return out
+        return batched_scores(self.score_batch, images, prompts, self.batch_size)
 
 
 class ClipEvaluator(OpenClipEvaluator):

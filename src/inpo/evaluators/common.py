@@ -5,10 +5,11 @@ the open_clip loader. Model access (hub ids, local paths, offline mode, errors) 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
@@ -49,6 +50,15 @@ def batch_slices(n: int, batch_size: int) -> Iterator[slice]:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     for start in range(0, n, batch_size):
         yield slice(start, min(start + batch_size, n))
+
+
+def batched_scores(score_batch: Callable[[Sequence, Sequence[str]], Any], images: Sequence,
+                   prompts: Sequence[str], batch_size: int) -> np.ndarray:
+    """float64 scores of all (image, prompt) pairs, ``score_batch`` applied ``batch_size`` at a time."""
+    out = np.empty(len(images), dtype=np.float64)
+    for sl in batch_slices(len(images), batch_size):
+        out[sl] = np.asarray(score_batch(images[sl], prompts[sl]), dtype=np.float64)
+    return out
 
 
 def pad_square_transform(image_size: int, mean=OPENAI_MEAN, std=OPENAI_STD) -> Callable[[Image.Image], torch.Tensor]:

@@ -22,7 +22,7 @@ from PIL import Image
 
 from inpo import hub
 from inpo.evaluators import check_inputs
-from inpo.evaluators.common import autocast, batch_slices, check_precision
+from inpo.evaluators.common import autocast, batched_scores, check_precision
 
 PICKSCORE_MODEL = "yuvalkirstain/PickScore_v1"
 PICKSCORE_PROCESSOR = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
@@ -97,7 +97,4 @@ class PickScoreEvaluator:
 
     def score(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> np.ndarray:
         check_inputs(images, prompts)
-        out = np.empty(len(images), dtype=np.float64)
-        for sl in batch_slices(len(images), self.batch_size):
-            out[sl] = self.score_batch(images[sl], prompts[sl]).numpy()
-        return out
+        return batched_scores(self.score_batch, images, prompts, self.batch_size)
