@@ -103,7 +103,7 @@ def _cfg(tmp_path, method, data=None):
 
 
 def test_config_validation_asks_the_registry(tmp_path, registered):
-    with pytest.raises(ValueError, match=r"method.name: unknown method 'orpo'; registered: \[.*'dpo'.*\]"):
+    with pytest.raises(ValueError, match=r"^train: method.name: unknown method 'orpo'; registered: \[.*'dpo'.*\]"):
         train_config_from_dict(_cfg(tmp_path, {"name": "orpo"}))
     assert train_config_from_dict(_cfg(tmp_path, {"name": "test_hinge"})).method.name == "test_hinge"
     with pytest.raises(ValueError, match="method.beta must be > 0 for test_hinge"):  # the method's own check

@@ -153,7 +153,10 @@ def _check_literal(hint, value, where):
 
 def train_config_from_dict(data: dict[str, Any], where: str = "train") -> TrainConfig:
     cfg = _from_dict(TrainConfig, data, where)
-    validate(cfg)
+    try:
+        validate(cfg)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
     return cfg
 
 
