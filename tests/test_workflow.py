@@ -71,7 +71,8 @@ def test_paper_dag_dry_run(tmp_path):
     jobs = planned_jobs(r.stdout)
     count = pd.Series([rule for rule, _ in jobs]).value_counts()
     runs = {"sft", "inpo", "dpo", "kto", "beta-1000", "beta-5000", "beta-10000", "inv-steps-3", "inv-steps-5",
-            "inv-steps-30", "inv-cfg-5", "inv-cfg-7.5", "t-last-900", "t-last-800", "init-base", "inpo-pickscore"}
+            "inv-steps-30", "inv-cfg-1", "inv-cfg-5", "inv-cfg-7.5", "t-last-900", "t-last-800", "t-last-700",
+            "t-last-600", "t-last-500", "init-base", "inpo-pickscore"}
     assert {w["run"] for rule, w in jobs if rule == "train"} == runs
     models = runs | {"base"}
     assert count["generate"] == len(models) * 3 * 8  # 3 prompt sets, 8 shards each

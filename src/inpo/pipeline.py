@@ -58,9 +58,9 @@ def read_ablations(path: str | Path, main_runs: dict[str, Any]) -> pd.DataFrame:
         run = row["run"].strip()
         if not run or any(c in run for c in "/ \t"):
             raise ValueError(f"{where}: column 'run' must be a non-empty name without '/' or spaces, got {run!r}")
-        if run in main_runs:
+        if run in main_runs or run == "base":  # a model that exists already: shown, not trained again
             if row["overrides"].strip() or (row["base_run"].strip() not in ("", run)):
-                raise ValueError(f"{where}: run {run!r} is a main run; it cannot have overrides here")
+                raise ValueError(f"{where}: run {run!r} is a main run or the base model; it cannot have overrides here")
         elif row["base_run"].strip() not in main_runs:
             raise ValueError(f"{where}: column 'base_run' must name a main run {sorted(main_runs)}, "
                              f"got {row['base_run']!r}")
@@ -79,7 +79,7 @@ def all_runs(config: dict, ablations: pd.DataFrame | None) -> dict[str, dict[str
     if ablations is not None:
         for _, row in ablations.iterrows():
             name = row["run"].strip()
-            if name in runs:
+            if name in runs or name == "base":
                 continue
             base = runs[row["base_run"].strip()]
             over = {**base["overrides"], **parse_overrides(row["overrides"])}
@@ -221,7 +221,7 @@ def ablation_runs_table(ablations: pd.DataFrame, config: dict) -> pd.DataFrame:
     for _, r in ablations.iterrows():
         rows.append({
             "run": r["run"], "sweep": r["sweep"], "setting": r["setting"], "value": r["value"],
-            "benchmark": f"{RESULTS}/benchmarks/train/{r['run']}.tsv", "n_gpus": n_gpus,
+            "benchmark": "" if r["run"] == "base" else f"{RESULTS}/benchmarks/train/{r['run']}.tsv", "n_gpus": n_gpus,
             "prompt_set": prompt_set, "paper_row": r["paper_row"],
         })
     return pd.DataFrame(rows)

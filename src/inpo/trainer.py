@@ -29,16 +29,10 @@ from pathlib import Path
 
 import torch
 
+from .conditioning import TextConditioner
 from .config import TrainConfig, load_train_config
-from .methods import (
-    PairGenerators,
-    TextConditioner,
-    build_inputs,
-    derive_seed,
-    method_loss,
-    needs_reference,
-    per_image_error,
-)
+from .losses import per_image_error
+from .methods import PairGenerators, derive_seed, draw_dropout, get_method
 
 LOG_COLUMNS = [
     "update", "pairs_seen", "loss", "implicit_acc", "model_err_w", "model_err_l",
@@ -129,7 +123,7 @@ class Models:
         if cfg.model.gradient_checkpointing:
             self.policy.enable_gradient_checkpointing()
         self.reference = None
-        if needs_reference(cfg.method):
+        if get_method(cfg.method.name).needs(cfg.method).reference:
             import copy
 
             self.reference = copy.deepcopy(self.policy).requires_grad_(False).eval().to(device, weight_dtype)
@@ -154,37 +148,40 @@ class Models:
 
 
 def micro_step(cfg: TrainConfig, models: Models, policy, batch: dict, device, all_reduce_mean=None):
-    """Loss and metrics of one micro-batch: the only place where methods differ is
-    :func:`inpo.methods.build_inputs` / :func:`inpo.methods.method_loss`."""
+    """Loss and metrics of one micro-batch. The method (:func:`inpo.methods.get_method`) says what
+    it needs; this step provides it, runs the method's ``build``, the policy and reference
+    forwards, and returns the method's ``loss``."""
     mcfg = cfg.method
+    method = get_method(mcfg.name)
+    needs = method.needs(mcfg)
     gens = PairGenerators.for_indices(cfg.seed, batch["epoch"][0], batch["index"])
     if len(set(batch["epoch"])) > 1:  # a micro-batch across an epoch boundary: per-pair epochs
         per = [PairGenerators.for_indices(cfg.seed, e, [i]) for e, i in zip(batch["epoch"], batch["index"])]
         gens = PairGenerators([p.pair[0] for p in per], [p.w[0] for p in per], [p.l[0] for p in per])
-    drop = [bool(torch.rand((), generator=g) < mcfg.caption_dropout) for g in gens.pair]
+    drop = draw_dropout(gens.pair, mcfg.caption_dropout)
     captions = ["" if d else c for d, c in zip(drop, batch["caption"])]
     cond = models.text(captions, device)
-    uncond = None
-    if mcfg.name == "inpo" and mcfg.inversion.guidance_scale != 1.0:
-        uncond = models.text([""] * len(captions), device)
-    if "pixel_l" in batch and mcfg.name != "sft":  # one VAE call for winners and losers
+    uncond = models.text([""] * len(captions), device) if needs.uncond else None
+    if needs.loser:  # one VAE call for winners and losers
+        if "pixel_l" not in batch:
+            raise ValueError(f"method {mcfg.name!r} needs loser images, but the batch has none")
         latents_w, latents_l = models.encode(torch.cat([batch["pixel_w"], batch["pixel_l"]]), gens.w + gens.l).chunk(2)
     else:
         latents_w, latents_l = models.encode(batch["pixel_w"], gens.w), None
     inv_unet = None
-    if mcfg.name == "inpo":
+    if needs.inversion:
         inv_unet = models.reference if mcfg.inversion.model == "reference" else _unwrap(policy)
     with torch.no_grad():
-        inputs = build_inputs(mcfg, latents_w, latents_l, cond, gens, models.alphas_cumprod,
+        inputs = method.build(mcfg, latents_w, latents_l, cond, gens, models.alphas_cumprod,
                               inversion_unet=inv_unet, uncond=uncond)
     pred = policy(inputs.x_t, inputs.t, **inputs.cond.kwargs()).sample
     model_err = per_image_error(pred, inputs.target)
     ref_err = None
-    if models.reference is not None:
+    if needs.reference:
         with torch.no_grad():
             ref_pred = models.reference(inputs.x_t, inputs.t, **inputs.cond.kwargs()).sample
         ref_err = per_image_error(ref_pred, inputs.target)
-    return method_loss(mcfg, model_err, ref_err, inputs, all_reduce_mean=all_reduce_mean)
+    return method.loss(mcfg, model_err, ref_err, inputs, all_reduce_mean=all_reduce_mean)
 
 
 def _unwrap(model):

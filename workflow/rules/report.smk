@@ -5,7 +5,7 @@ rule ablation_runs:
     """The ablation sheet with each run's training benchmark file (input of Table 2)."""
     input:
         sheet=config["ablations"] or [],
-        benchmarks=expand("results/benchmarks/train/{run}.tsv", run=ABLATION_RUNS),
+        benchmarks=expand("results/benchmarks/train/{run}.tsv", run=[r for r in ABLATION_RUNS if r in RUNS]),
     output:
         "results/tables/ablation_runs.csv",
     conda:
