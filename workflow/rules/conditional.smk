@@ -34,28 +34,29 @@ if COND is not None:
         if _m not in set(EVAL_MODELS) | {"base"}:
             raise ValueError(f"conditional.models: {_m!r} is not an evaluated model {sorted(set(EVAL_MODELS) | {'base'})}")
 
-    def _cond_built(path, marker):
-        """``path/marker`` when the workflow builds ``path`` (under results/), else [] (hub id / user folder)."""
-        return f"{path}/{marker}" if str(path).startswith("results/") else []
+    def _cond_built(path):
+        """``path`` when the workflow builds it (a directory() output under results/), else [] (hub id or
+        user folder)."""
+        return str(path) if str(path).startswith("results/") else []
 
     def _cond_params():
         return COND.to_dict()
 
     def conditional_condition_inputs(wildcards):
-        out = {"sources": _cond_built(COND.sources, "sources.csv"), "base": model_marker("base")}
+        out = {"sources": _cond_built(COND.sources), "base": model_marker("base")}
         if wildcards.task == "depth":
-            out["depth_model"] = _cond_built(COND.depth_model, "config.json")
+            out["depth_model"] = _cond_built(COND.depth_model)
         return out
 
     def conditional_generate_inputs(wildcards):
         out = {
-            "sources": _cond_built(COND.sources, "sources.csv"),
+            "sources": _cond_built(COND.sources),
             "conditions": f"{COND_ROOT}/conditions/{wildcards.task}",
             "base": model_marker("base"),
             "model": model_marker(wildcards.model),
         }
         if COND_TASKS[wildcards.task].pipeline == "controlnet":
-            out["controlnet"] = _cond_built(COND.controlnets[wildcards.task], "config.json")
+            out["controlnet"] = _cond_built(COND.controlnets[wildcards.task])
         return out
 
     rule conditional_sources:
@@ -165,7 +166,7 @@ if COND is not None:
         """Grids per task: source, condition, then every model (same seed per column)."""
         input:
             template="notebooks/conditional_grids.ipynb",
-            sources=_cond_built(COND.sources, "sources.csv"),
+            sources=_cond_built(COND.sources),
             conditions=expand(f"{COND_ROOT}/conditions/{{task}}", task=COND.tasks),
             images=expand(f"{COND_ROOT}/images/{{model}}/{{task}}", model=COND.models, task=COND.tasks),
         output:
