@@ -39,9 +39,6 @@ if COND is not None:
         user folder)."""
         return str(path) if str(path).startswith("results/") else []
 
-    def _cond_params():
-        return COND.to_dict()
-
     def conditional_condition_inputs(wildcards):
         out = {"sources": _cond_built(COND.sources), "base": model_marker("base")}
         if wildcards.task == "depth":
@@ -122,7 +119,7 @@ if COND is not None:
         wildcard_constraints:
             task="|".join(COND.tasks),
         params:
-            cfg=_cond_params(),
+            cfg=COND.to_dict(),
             base=model_path("base"),
             vae=config["model"].get("vae"),
         conda:
@@ -146,7 +143,7 @@ if COND is not None:
             task="|".join(COND.tasks),
             model="|".join(map(re.escape, COND.models)),
         params:
-            cfg=_cond_params(),
+            cfg=COND.to_dict(),
             kind=config["kind"],
             base=model_path("base"),
             unet=lambda w: model_path(w.model),
