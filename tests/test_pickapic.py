@@ -300,3 +300,10 @@ def test_missing_relative_local_folder_is_a_missing_path(tmp_path, monkeypatch):
         resolve_shards("data/pickapic_v2")
     with pytest.raises(HubUnavailableError, match="no local folder .*other/pickapic_v2 either"):
         resolve_shards("other/pickapic_v2")
+
+
+def test_image_check_parses_the_whole_jpeg(jpeg):
+    from inpo.data.pickapic import _decodable
+
+    b = jpeg(RED, size=(256, 192))
+    assert _decodable(b) and not _decodable(b[: len(b) * 6 // 10]) and not _decodable(CORRUPT)
