@@ -89,22 +89,61 @@ def build_dataset(cfg: TrainConfig):
     return ToyImageDataset(ToyWorld(**d.toy_world), d.toy_images, seed=cfg.seed)
 
 
-def fetch(dataset, items: list[tuple[int, int]]) -> dict:
-    """Collate the dataset items at ``(epoch, index)`` into a batch."""
-    rows = []
-    for epoch, idx in items:
-        if hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(epoch)
-        rows.append(dataset[idx])
+class StreamItems:
+    """``dataset`` keyed by ``(epoch, index)``: the item of ``index`` as drawn at ``epoch`` (flips)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        epoch, index = key
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+        return {**self.dataset[index], "epoch": epoch}
+
+
+class MicroBatches:
+    """Batch sampler of one process: the ``(epoch, index)`` items of each of its micro-batches, in
+    training order, from update ``start`` to ``cfg.max_updates`` (the global :class:`PairStream`
+    order cut by :func:`micro_batch_positions`)."""
+
+    def __init__(self, stream: PairStream, cfg: TrainConfig, n_proc: int, rank: int, start: int = 0):
+        self.stream, self.cfg, self.n_proc, self.rank, self.start = stream, cfg, n_proc, rank, start
+
+    def __len__(self) -> int:
+        return max(0, self.cfg.max_updates - self.start) * self.cfg.grad_accum
+
+    def __iter__(self):
+        for update in range(self.start, self.cfg.max_updates):
+            for micro in range(self.cfg.grad_accum):
+                yield self.stream.at(micro_batch_positions(update, micro, self.rank, self.cfg, self.n_proc))
+
+
+def assemble_batch(rows: list[dict]) -> dict:
+    """Collate items of :class:`StreamItems` into a micro-batch (``pixel_w`` [, ``pixel_l``] stacked)."""
     batch = {
         "pixel_w": torch.stack([r["pixel_w"] for r in rows]),
         "caption": [r["caption"] for r in rows],
-        "index": [idx for _, idx in items],
-        "epoch": [e for e, _ in items],
+        "index": [r["index"] for r in rows],
+        "epoch": [r["epoch"] for r in rows],
     }
     if "pixel_l" in rows[0]:
         batch["pixel_l"] = torch.stack([r["pixel_l"] for r in rows])
     return batch
+
+
+def micro_batch_loader(dataset, stream: PairStream, cfg: TrainConfig, n_proc: int, rank: int, start: int = 0,
+                       *, pin_memory: bool = False) -> torch.utils.data.DataLoader:
+    """The micro-batches of process ``rank`` from update ``start`` on, loaded by
+    ``cfg.data.num_workers`` worker processes (0: in this process) that prefetch ahead of the step.
+    Worker ``w`` loads micro-batches ``w, w + W, ...``; the loader returns them in training order."""
+    return torch.utils.data.DataLoader(
+        StreamItems(dataset), batch_sampler=MicroBatches(stream, cfg, n_proc, rank, start),
+        num_workers=cfg.data.num_workers, collate_fn=assemble_batch, pin_memory=pin_memory,
+    )
 
 
 # --------------------------------------------------------------------------- the model bundle
@@ -332,6 +371,7 @@ def train(cfg: TrainConfig, *, stop_after: int | None = None) -> dict:
     bar = tqdm(total=cfg.max_updates, initial=start, disable=not (cfg.progress and accelerator.is_main_process),
                desc=f"{cfg.method.name} {Path(cfg.output_dir).name}", unit="upd")
     A = cfg.grad_accum
+    batches = iter(micro_batch_loader(dataset, stream, cfg, n_proc, rank, start, pin_memory=device.type == "cuda"))
     done_here = 0
     for update in range(start, cfg.max_updates):
         t0 = time.perf_counter()
@@ -341,8 +381,7 @@ def train(cfg: TrainConfig, *, stop_after: int | None = None) -> dict:
             group["lr"] = lr
         sums: dict[str, float] = {}
         for micro in range(A):
-            items = stream.at(micro_batch_positions(update, micro, rank, cfg, n_proc))
-            batch = fetch(dataset, items)
+            batch = next(batches)
             sync = micro == A - 1
             with accelerator.no_sync(policy) if not sync and n_proc > 1 else nullcontext():
                 with accelerator.autocast():

@@ -2,12 +2,15 @@
 
 
 rule filter_pairs:
-    """Stream the Pick-a-Pic shards: drop ties and undecodable pairs, winner first, manifest of counts."""
+    """Filter the Pick-a-Pic shards in parallel: drop ties, invalid labels and undecodable pairs; copy the kept
+    pairs' images into a random-access pack (one pair per row group); manifest of counts."""
     input:
         toy_shards="results/data/pickapic/manifest.json" if TOY else [],
     output:
         index="results/data/pairs.parquet",
         manifest="results/data/pairs_manifest.json",
+        images=directory("results/data/pairs_images"),
+    threads: 8  # shards filtered at once, one process each; Snakemake lowers it to the cores it has
     params:
         source=lambda w, input: str(Path(input.toy_shards).parent) if TOY else config["data"]["pickapic"],
         split=config["data"].get("split", "train"),
