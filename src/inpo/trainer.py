@@ -82,7 +82,7 @@ def build_dataset(cfg: TrainConfig):
 
         return PreferencePairs(
             d.index, d.resolution, random_flip=d.random_flip, seed=cfg.seed,
-            winners_only=cfg.method.name == "sft",
+            winners_only=not get_method(cfg.method.name).needs(cfg.method).loser,
         )
     from .data.toy import ToyImageDataset, ToyWorld
 
