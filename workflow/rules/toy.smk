@@ -25,7 +25,7 @@ rule toy_pairs:
     output:
         manifest=results("data/pickapic/manifest.json"),
     params:
-        base=model_path("base"),
+        base=lambda w, input: str(Path(input.base).parent),  # the base's diffusers folder
     conda:
         "../../envs/inpo.yaml"
     log:
