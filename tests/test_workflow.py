@@ -148,7 +148,8 @@ def test_paper_families_merge_and_validate():
     assert (dpo["optim"]["warmup_updates"], dpo["grad_accum"], dpo["max_updates"]) == (200, 256, 2000)  # launchers/sdxl.sh
     assert run_train_config(sd15, "dpo", all_runs(sd15, None))["optim"]["warmup_updates"] == 500  # launchers/sd15.sh
     # one VAE for every SDXL model: Base-SDXL is generated with it too (trained folders carry it)
-    assert model_vae(sdxl, "base") == vae and model_vae(sdxl, "inpo") is None and model_vae(sd15, "base") is None
+    assert model_vae(sdxl, "base", runs) == vae and model_vae(sdxl, "inpo", runs) is None
+    assert model_vae(sd15, "base", all_runs(sd15, None)) is None
 
 
 def test_merge_patch():
@@ -203,3 +204,55 @@ def test_changed_generation_settings_drop_old_images(tmp_path):
     assert reset_images_if_settings_changed(tmp_path, {"steps": 20}, (0, 2), [0, 2]) == 0  # unchanged
     assert reset_images_if_settings_changed(tmp_path, {"steps": 10}, (0, 2), [0, 2]) == 2  # changed
     assert sorted(p.name for p in tmp_path.glob("*.png")) == ["00001.png", "00003.png"]  # other shard kept
+
+
+def test_base_sdxl_generated_with_the_separate_vae(tmp_path):
+    """The generate rule's script decodes a hub/folder base with `model.vae` (rule param `vae`): the
+    image equals one decoded by that VAE and differs from one decoded by the base's own VAE."""
+    import runpy
+    import sys
+    from types import SimpleNamespace
+
+    import numpy as np
+    from diffusers import AutoencoderKL
+    from PIL import Image
+
+    from inpo.models import build_tiny_sdxl, save_pipeline
+
+    base, vae_dir = tmp_path / "base", tmp_path / "vae_fp16_fix"
+    save_pipeline(build_tiny_sdxl(seed=0), base)
+    build_tiny_sdxl(seed=7)["vae"].save_pretrained(vae_dir)  # another VAE, same shapes
+    prompts = tmp_path / "prompts.parquet"
+    pd.DataFrame({"index": [0], "prompt": ["a red circle"]}).to_parquet(prompts)
+    gen = {"steps": 2, "guidance_scale": 5.0, "seed_base": 0, "batch_size": 1, "scheduler": None, "dtype": None}
+
+    def run(vae, name):
+        done = tmp_path / name / "shard-0-of-1.done"
+        smk = SimpleNamespace(
+            input=SimpleNamespace(prompts=str(prompts)), output=[str(done)], log=[str(tmp_path / f"{name}.log")],
+            wildcards=SimpleNamespace(shard="0"),
+            params=SimpleNamespace(model=str(base), vae=vae, gen=gen, kind="sdxl", n_shards=1),
+        )
+        runpy.run_path(str(REPO / "workflow" / "scripts" / "generate.py"), init_globals={"snakemake": smk})
+        return np.asarray(Image.open(done.parent / "00000.png"), dtype=np.int16)
+
+    sys_path = list(sys.path)
+    sys.path.insert(0, str(REPO / "workflow" / "scripts"))  # the scripts' `_log`
+    stdout, stderr = sys.stdout, sys.stderr
+    try:
+        own = run(None, "own")
+        swapped = run(str(vae_dir), "swapped")
+    finally:
+        sys.stdout, sys.stderr = stdout, stderr  # _log sends them to the log file
+        sys.path[:] = sys_path
+    assert own.shape == swapped.shape and np.abs(own - swapped).max() > 0
+    # the same as decoding with that VAE put into the base pipeline by hand
+    from inpo.generate import generate_images
+    from inpo.models import load_components
+
+    comps = load_components(base, kind="sdxl")
+    comps["vae"] = AutoencoderKL.from_pretrained(vae_dir)
+    generate_images(comps, pd.read_parquet(prompts), tmp_path / "by_hand", kind="sdxl", num_inference_steps=2,
+                    guidance_scale=5.0, seed_base=0, batch_size=1, progress=False)
+    by_hand = np.asarray(Image.open(tmp_path / "by_hand" / "00000.png"), dtype=np.int16)
+    assert np.array_equal(swapped, by_hand)

@@ -173,11 +173,13 @@ def model_source(config: dict, model: str, runs: dict[str, Any]) -> str:
     raise KeyError(f"unknown model {model!r}; models are 'base', 'toy_init' and the runs {sorted(runs)}")
 
 
-def model_vae(config: dict, model: str) -> str | None:
-    """The separate VAE to decode ``model``'s samples with: ``model.vae`` for ``base`` (SDXL: the
-    fp16-fix VAE, so Base-SDXL decodes as the trained models do); ``None`` for a pipeline-made model,
-    whose folder already holds the VAE it was trained with."""
-    return config["model"].get("vae") if model == "base" else None
+def model_vae(config: dict, model: str, runs: dict[str, Any]) -> str | None:
+    """The separate VAE to decode ``model``'s samples with: ``model.vae`` for a base given by hub id or
+    folder (SDXL: the fp16-fix VAE, so Base-SDXL decodes as the trained models do); ``None`` for a
+    pipeline-made model, whose folder already holds the VAE it was trained with."""
+    if model == "base" and not is_local_product(config, model, runs):
+        return config["model"].get("vae")
+    return None
 
 
 def is_local_product(config: dict, model: str, runs: dict[str, Any]) -> bool:

@@ -61,7 +61,7 @@ def model_path(model):
 
 
 def model_vae(model):
-    return P.model_vae(config, model)
+    return P.model_vae(config, model, RUNS)
 
 
 def run_inputs(wildcards):
