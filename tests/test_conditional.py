@@ -356,6 +356,10 @@ def model_path(model):
     return config["paths"][model]
 
 
+def results(path=""):
+    return f"results/{path}" if path else "results"
+
+
 include: "workflow/rules/conditional.smk"
 
 
@@ -375,9 +379,9 @@ def test_rules_through_snakemake(tmp_path, monkeypatch):
     work = copy_workflow(tmp_path / "wf")
     (work / "Snakefile.cond").write_text(TEST_SNAKEFILE)
     # depth (not canny): it also runs the tiny-depth-model rule; canny's rules are the same ControlNet rules
-    cond = {"sources": "results/conditional/sources", "models": ["base", "inpo"], "tasks": ["depth", "inpaint"],
-            "controlnets": {"depth": "results/conditional/controlnets/depth"},
-            "depth_model": "results/conditional/depth_model", "steps": 2, "toy_sources": {"n": 2, "image_size": 24}}
+    cond = {"sources": "{results}/conditional/sources", "models": ["base", "inpo"], "tasks": ["depth", "inpaint"],
+            "controlnets": {"depth": "{results}/conditional/controlnets/depth"},
+            "depth_model": "{results}/conditional/depth_model", "steps": 2, "toy_sources": {"n": 2, "image_size": 24}}
     cfg = {"kind": "sdxl", "seed": 0, "model": {"base": str(w["base"]), "vae": None},
            "paths": {"base": str(w["base"]), "inpo": str(w["dpo"])}, "conditional": cond,
            "report": {"name_map": {"base": "Base-SDXL", "inpo": "InPO-SDXL"}}}

@@ -3,20 +3,33 @@
 # Needs common.smk (config, res, model_marker, model_path, EVAL_MODELS). Without a `conditional:`
 # block in the config no rule is defined and conditional_targets() is empty.
 #
-#   results/conditional/sources/                     toy-drawn sources (when conditional.sources names it)
-#   results/conditional/controlnets/{task}/          untrained stand-in ControlNets (when named in config)
-#   results/conditional/depth_model/                 tiny random depth model (when named in config)
-#   results/conditional/conditions/{task}/{i:05d}.png
-#   results/conditional/images/{model}/{task}/{i:05d}.png
-#   results/notebooks/conditional_grids.{ipynb,html}
+# Paths below are inside the experiment's results folder (config `results`); in the `conditional:`
+# block, a value starting with `{results}/` names a path there (the stand-ins the workflow builds):
+#   {results}/conditional/sources/                   toy-drawn sources (when conditional.sources names it)
+#   {results}/conditional/controlnets/{task}/        untrained stand-in ControlNets (when named in config)
+#   {results}/conditional/depth_model/               tiny random depth model (when named in config)
+#   {results}/conditional/conditions/{task}/{i:05d}.png
+#   {results}/conditional/images/{model}/{task}/{i:05d}.png
+#   {results}/notebooks/conditional_grids.{ipynb,html}
 
 import re
 
 from inpo.conditional import TASKS as COND_TASKS
 from inpo.conditional import ConditionalConfig
 
-COND = ConditionalConfig.from_dict(config["conditional"]) if config.get("conditional") else None
-COND_ROOT = "results/conditional"
+
+
+def _in_results(value):
+    """A `{results}/...` config value as a path in this experiment's results folder (others unchanged)."""
+    if isinstance(value, dict):
+        return {k: _in_results(v) for k, v in value.items()}
+    if isinstance(value, str) and value.startswith("{results}/"):
+        return results(value[len("{results}/"):])
+    return value
+
+
+COND = ConditionalConfig.from_dict(_in_results(dict(config["conditional"]))) if config.get("conditional") else None
+COND_ROOT = results("conditional")
 COND_BUILT = {  # stand-ins the workflow builds when the config names these paths
     "sources": f"{COND_ROOT}/sources",
     "depth_model": f"{COND_ROOT}/depth_model",
@@ -26,7 +39,7 @@ COND_BUILT = {  # stand-ins the workflow builds when the config names these path
 
 def conditional_targets():
     """The grids notebook (nothing without a `conditional:` block)."""
-    return [] if COND is None else ["results/notebooks/conditional_grids.html"]
+    return [] if COND is None else [results("notebooks/conditional_grids.html")]
 
 
 if COND is not None:
@@ -35,9 +48,9 @@ if COND is not None:
             raise ValueError(f"conditional.models: {_m!r} is not an evaluated model {sorted(set(EVAL_MODELS) | {'base'})}")
 
     def _cond_built(path):
-        """``path`` when the workflow builds it (a directory() output under results/), else [] (hub id or
-        user folder)."""
-        return str(path) if str(path).startswith("results/") else []
+        """``path`` when the workflow builds it (a directory() output in the results folder), else [] (hub
+        id or user folder)."""
+        return str(path) if str(path).startswith(COND_ROOT + "/") else []
 
     def conditional_condition_inputs(wildcards):
         out = {"sources": _cond_built(COND.sources), "base": model_marker("base")}
@@ -67,7 +80,7 @@ if COND is not None:
         conda:
             "../../envs/inpo.yaml"
         log:
-            "results/logs/conditional/sources.log",
+            results("logs/conditional/sources.log"),
         resources:
             **res("conditional"),
         script:
@@ -88,7 +101,7 @@ if COND is not None:
         conda:
             "../../envs/inpo.yaml"
         log:
-            "results/logs/conditional/controlnet_{task}.log",
+            results("logs/conditional/controlnet_{task}.log"),
         resources:
             **res("conditional"),
         script:
@@ -104,7 +117,7 @@ if COND is not None:
         conda:
             "../../envs/inpo.yaml"
         log:
-            "results/logs/conditional/depth_model.log",
+            results("logs/conditional/depth_model.log"),
         resources:
             **res("conditional"),
         script:
@@ -125,9 +138,9 @@ if COND is not None:
         conda:
             "../../envs/inpo.yaml"
         log:
-            "results/logs/conditional/conditions/{task}.log",
+            results("logs/conditional/conditions/{task}.log"),
         benchmark:
-            "results/benchmarks/conditional/conditions/{task}.tsv"
+            results("benchmarks/conditional/conditions/{task}.tsv")
         resources:
             **res("conditional"),
         script:
@@ -151,9 +164,9 @@ if COND is not None:
         conda:
             "../../envs/inpo.yaml"
         log:
-            "results/logs/conditional/generate/{model}/{task}.log",
+            results("logs/conditional/generate/{model}/{task}.log"),
         benchmark:
-            "results/benchmarks/conditional/generate/{model}/{task}.tsv"
+            results("benchmarks/conditional/generate/{model}/{task}.tsv")
         resources:
             **res("generate"),
         script:
@@ -161,14 +174,15 @@ if COND is not None:
 
     rule conditional_notebook:
         """Grids per task: source, condition, then every model (same seed per column)."""
+        localrule: True
         input:
             template="notebooks/conditional_grids.ipynb",
             sources=_cond_built(COND.sources),
             conditions=expand(f"{COND_ROOT}/conditions/{{task}}", task=COND.tasks),
             images=expand(f"{COND_ROOT}/images/{{model}}/{{task}}", model=COND.models, task=COND.tasks),
         output:
-            ipynb="results/notebooks/conditional_grids.ipynb",
-            html="results/notebooks/conditional_grids.html",
+            ipynb=results("notebooks/conditional_grids.ipynb"),
+            html=results("notebooks/conditional_grids.html"),
         params:
             parameters=dict(
                 sources_dir=COND.sources,
@@ -182,6 +196,6 @@ if COND is not None:
         conda:
             "../../envs/inpo.yaml"
         log:
-            "results/logs/notebooks/conditional_grids.log",
+            results("logs/notebooks/conditional_grids.log"),
         script:
             "../scripts/render_notebook.py"
