@@ -1,4 +1,5 @@
 # Preference pairs and evaluation prompts.
+import sys
 
 
 rule filter_pairs:
@@ -14,13 +15,16 @@ rule filter_pairs:
     params:
         source=lambda w, input: str(Path(input.toy_shards).parent) if TOY else config["data"]["pickapic"],
         split=config["data"].get("split", "train"),
-        check_images=config["data"].get("check_images", False),
+        check_images="--check-images" if config["data"].get("check_images", False) else "",
+        python=sys.executable,
     conda:
         "../../envs/inpo.yaml"
     log:
         results("logs/filter_pairs.log"),
-    script:
-        "../scripts/filter_pairs.py"
+    shell:
+        # the `inpo filter` command (inpo.cli): its worker processes start from an importable module
+        "{params.python:q} -m inpo.cli filter {params.source:q} {output.index:q} {output.manifest:q} --split {params.split:q} "
+        "{params.check_images} --images-dir {output.images:q} --num-proc {threads} > {log:q} 2>&1"
 
 
 rule ai_feedback:
