@@ -168,3 +168,13 @@ def trainer_world(tmp_path_factory, jpeg, write_shard) -> Path:
     from train_utils import build_world
 
     return build_world(tmp_path_factory.mktemp("trainer_world"), jpeg, write_shard)
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> Path:
+    """The toy DAG at smoke size, run once per session in a scratch copy of the workflow."""
+    from workflow_utils import SMOKE, copy_workflow, run_snakemake
+
+    work = copy_workflow(tmp_path_factory.mktemp("wf"))
+    run_snakemake(work, "--cores", "2", "all", *SMOKE)
+    return work

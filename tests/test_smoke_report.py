@@ -3,9 +3,9 @@ the run's score files (its evaluators and models, not the notebooks' defaults in
 ``tests/fixtures``), and the tables' values equal what the per-shard score files give when
 recomputed here (win counts by paired prompt index, medians and means).
 
-The checks are plain functions of a finished smoke workflow folder (``check_*``), so the smoke
-test of ``test_workflow.py`` can call them on its own run; this module's fixture runs the DAG
-once more when it is collected on its own.
+The checks are plain functions of a finished smoke workflow folder (``check_*``). The smoke run
+is conftest's session fixture ``smoke_run``, so a module that uses it instead of defining its own
+shares the one DAG run.
 """
 
 from __future__ import annotations
@@ -17,20 +17,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from workflow_utils import SMOKE, copy_workflow, run_snakemake
+from workflow_utils import SMOKE
 
 pytestmark = pytest.mark.slow
 
 NOTEBOOKS = ["table1_winrates", "table2_ablations", "supp_median_mean", "training_curves", "image_grids"]
 # strings only the notebooks' fixture defaults (tests/fixtures) would bring into a rendered notebook
 FIXTURE_MARKS = ["tests/fixtures", "pickscore_v1", "hpsv2.1", "hpdv2 prompt"]
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    work = copy_workflow(tmp_path_factory.mktemp("wf_report"))
-    run_snakemake(work, "--cores", "2", "all", *SMOKE)
-    return work
 
 
 def run_settings(work) -> dict:
