@@ -124,7 +124,7 @@ MUTATIONS: list[Mutation] = [
     M("grad-accum-no-divide",
       [("trainer.py", "accelerator.backward(loss / A)", "accelerator.backward(loss)")],
       "gradient accumulation sums the micro-step losses instead of averaging",
-      [f"{TRAINER}::test_batch_times_accumulation_equivalence"]),
+      [f"{TRAINER}::test_batch_times_accumulation_equivalence", "tests/test_accumulation.py"]),
     M("epoch-draws-repeat",
       [("methods.py", "derive_seed(seed, epoch, int(i), stream)", "derive_seed(seed, 0, int(i), stream)")],
       "every epoch repeats the first epoch's draws", [f"{RESUME}::test_each_epoch_draws_anew"]),
@@ -148,8 +148,9 @@ MUTATIONS: list[Mutation] = [
         "return Inputs(add_noise(latents_w, noise, t, alphas_cumprod), t, latents_w, cond)")],
       "SFT regresses the clean latent instead of the noise", [INPUTS]),
     M("kto-shared-t",
-      [("methods.py", "draw_timesteps(gens.l, cfg.t_min, cfg.t_max)])", "draw_timesteps(gens.w, cfg.t_min, cfg.t_max)])")],
-      "KTO's loser image reuses a draw of the winner's stream for its t", [INPUTS]),
+      [("methods.py", "t2 = torch.cat([draw_timesteps(gens.w, cfg.t_min, cfg.t_max), draw_timesteps(gens.l, cfg.t_min, cfg.t_max)])",
+        "t2 = draw_timesteps(gens.w, cfg.t_min, cfg.t_max).repeat(2)")],
+      "KTO's winner and loser share one t (each image should draw its own)", [INPUTS]),
 ]
 
 
