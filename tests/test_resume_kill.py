@@ -1,7 +1,7 @@
 """Resume is proven to happen: the run says which update it resumed from, runs exactly the
 remaining updates, keeps the earlier log rows, and ends bit-identical to an uninterrupted run,
 also after a real SIGKILL of the training process in the middle of an update, across epoch
-boundaries (4 pairs, 3 per update: an epoch ends inside a micro-batch)."""
+boundaries (4 pairs, 3 per update: epochs end inside micro-batches)."""
 
 from __future__ import annotations
 
@@ -27,31 +27,30 @@ def _same_weights(a_dir, b_dir) -> bool:
 
 def test_resume_says_where_and_runs_only_the_rest(trainer_world, tmp_path, capsys):
     method = {"name": "dpo", "beta": 500.0}
-    full = make_run_cfg(trainer_world, "full", tmp_path, method=method, max_updates=4)
+    full = make_run_cfg(trainer_world, "full", tmp_path, method=method, max_updates=3)
     assert train(full)["resumed_from"] == 0
-    cut = make_run_cfg(trainer_world, "cut", tmp_path, method=method, max_updates=4, checkpoint_every=1)
-    first = train(cut, stop_after=3)
-    assert (first["stopped_at"], first["resumed_from"], first["updates_run"]) == (3, 0, 3)
+    cut = make_run_cfg(trainer_world, "cut", tmp_path, method=method, max_updates=3, checkpoint_every=1)
+    first = train(cut, stop_after=2)
+    assert (first["stopped_at"], first["resumed_from"], first["updates_run"]) == (2, 0, 2)
     before = read_log(cut.log_csv)
-    assert [int(r["update"]) for r in before] == [1, 2, 3]
-    # drop the newest checkpoint: the next call must resume from update 2 and redo update 3
-    ckpt3 = Path(cut.state_dir) / "checkpoint-3"
-    os.rename(ckpt3, Path(cut.state_dir) / "removed-3")
+    assert [int(r["update"]) for r in before] == [1, 2]
+    # drop the newest checkpoint: the next call must resume from update 1 and redo update 2
+    os.rename(Path(cut.state_dir) / "checkpoint-2", Path(cut.state_dir) / "removed-2")
     capsys.readouterr()
     second = train(cut)
     out = capsys.readouterr().out
-    assert "checkpoint-2 (update 2)" in out
-    assert (second["resumed_from"], second["updates_run"]) == (2, 2)
+    assert "checkpoint-1 (update 1)" in out
+    assert (second["resumed_from"], second["updates_run"]) == (1, 2)
     after = read_log(cut.log_csv)
-    assert [int(r["update"]) for r in after] == [1, 2, 3, 4]
-    assert after[:2] == before[:2]  # earlier rows kept as written (wall_s included)
-    assert int(after[3]["pairs_seen"]) == 4 * 2
+    assert [int(r["update"]) for r in after] == [1, 2, 3]
+    assert after[:1] == before[:1]  # earlier rows kept as written (wall_s included)
+    assert int(after[2]["pairs_seen"]) == 3 * 2
     assert _same_weights(full.output_dir, cut.output_dir)
 
 
 @pytest.mark.slow
 def test_sigkill_mid_update_then_resume_across_epochs(trainer_world, tmp_path):
-    over = dict(method={"name": "inpo", "beta": 500.0}, micro_batch_size=3, grad_accum=1, max_updates=4)
+    over = dict(method={"name": "inpo", "beta": 500.0}, micro_batch_size=3, grad_accum=1, max_updates=3)
     ref = make_run_cfg(trainer_world, "ref", tmp_path, **over)
     killed = make_run_cfg(trainer_world, "killed", tmp_path, checkpoint_every=1, **over)
     cfg_path = tmp_path / "killed.yaml"
@@ -71,7 +70,7 @@ def test_sigkill_mid_update_then_resume_across_epochs(trainer_world, tmp_path):
     assert not Path(killed.output_dir).exists()
     done = sorted(int(p.name.split("-")[1]) for p in state.glob("checkpoint-*"))
     k = done[-1]
-    assert 1 <= k < 4, done
+    assert 1 <= k < 3, done
     before = read_log(killed.log_csv)
     assert [int(r["update"]) for r in before][:k] == list(range(1, k + 1))
 
@@ -80,9 +79,9 @@ def test_sigkill_mid_update_then_resume_across_epochs(trainer_world, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"checkpoint-{k} (update {k})" in r.stdout
     after = read_log(killed.log_csv)
-    assert [int(x["update"]) for x in after] == [1, 2, 3, 4]
+    assert [int(x["update"]) for x in after] == [1, 2, 3]
     assert after[:k] == before[:k]  # rows up to the checkpoint kept, later ones redone
-    assert int(after[-1]["pairs_seen"]) == 4 * 3
+    assert int(after[-1]["pairs_seen"]) == 3 * 3
 
     train(ref)  # uninterrupted, same thread count
     ref_rows = read_log(ref.log_csv)
@@ -93,14 +92,16 @@ def test_sigkill_mid_update_then_resume_across_epochs(trainer_world, tmp_path):
 
 def test_each_epoch_draws_anew(trainer_world, tmp_path):
     """With a zero learning rate the model is fixed, so each logged error is a function of the
-    pair's draws alone: a second epoch over the same 4 pairs must not repeat the first's."""
+    draws alone: one update per epoch (all 4 pairs), and the second epoch must not repeat the
+    first's draws (the same draws in another order would give the same mean up to round-off)."""
     cfg = make_run_cfg(trainer_world, "epochs", tmp_path, method={"name": "dpo", "beta": 500.0},
-                       micro_batch_size=1, grad_accum=1, max_updates=8,
+                       micro_batch_size=2, grad_accum=2, max_updates=2,
                        optim={"learning_rate": 0.0, "scale_lr": False, "warmup_updates": 0})
     train(cfg)
     rows = read_log(cfg.log_csv)
+    for col in ("model_err_w", "model_err_l"):
+        e0, e1 = float(rows[0][col]), float(rows[1][col])
+        assert abs(e0 - e1) > 1e-3 * abs(e0), (col, e0, e1)
     errs = [float(r["model_err_w"]) for r in rows]
-    assert len(set(errs)) == 8, errs
-    assert set(errs[:4]).isdisjoint(errs[4:])
     ref = [float(r["ref_err_w"]) for r in rows]
     assert errs == pytest.approx(ref, rel=1e-5)  # lr 0: the policy is still the reference
