@@ -1,66 +1,68 @@
 # DDIM-InPO reproduction pipeline: a table of contents.
-#   snakemake --cores 2 all                                  # the embedded toy world (default)
-#   snakemake --profile slurm --configfile config/paper_sd15.yaml all   # paper runs on SLURM
-# Sweeps: snakemake --cores 2 sweep_beta  (see `snakemake --list-target-rules`)
+#   snakemake --cores 2 all                # the embedded toy world (config/config.yaml, the default)
+#   snakemake --profile slurm all          # the paper on SLURM: SD1.5 and SDXL, every table and notebook
+#                                          # (the profile selects config/paper.yaml)
+#   snakemake --profile slurm sdxl_all     # one family of the paper (sd15_all, sdxl_all)
+#   snakemake --profile slurm sweep_beta   # a named target of the paper's SD1.5 family
+# Targets: `snakemake --list-target-rules` (add --profile slurm for the paper's).
+#
+# One experiment = workflow/Snakefile with one validated config. A config with `experiments`
+# (config/paper.yaml) instantiates it once per model family as a Snakemake module: the family's
+# rules are named <family>_<rule> and write to the family's `results` folder
+# (results/paper/sd15, results/paper/sdxl). See config/README.md.
 
-from snakemake.utils import min_version
+from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
 
-# the toy world unless a full config is given: --configfile config/paper_sd15.yaml
-if "world" not in config:
+# the toy world unless a config is given (by --configfile, or a profile's `configfile:`)
+if not {"world", "experiments"} & config.keys():
 
     configfile: "config/config.yaml"
 
 
-include: "workflow/rules/common.smk"
+if "experiments" in config:
+    from inpo.pipeline import experiment_configs
 
+    validate(config, schema="workflow/schemas/experiments.schema.yaml")
+    FAMILIES = experiment_configs(config)  # family -> merged config (validated in its module)
 
-localrules:
-    all,
-    main_comparison,
-    run_config,
-    prompts,
-    aggregate_scores,
-    ablation_runs,
-    tables,
-    notebook,
+    for family, family_config in FAMILIES.items():
+        _prefix = f"{family}_"
 
+        module:
+            name:
+                family
+            snakefile:
+                "workflow/Snakefile"
+            config:
+                family_config
 
-wildcard_constraints:
-    run="|".join(map(re.escape, RUNS)) if RUNS else "NONE",
-    model="|".join(map(re.escape, set(EVAL_MODELS) | {"base"})),
-    prompt_set="|".join(map(re.escape, PROMPT_SETS)),
-    evaluator="|".join(map(re.escape, EVALUATORS)),
-    feedback="[A-Za-z0-9_]+",
-    shard=r"\d+",
+        use rule * from family as _prefix*
 
-
-include: "workflow/rules/toy.smk"
-include: "workflow/rules/data.smk"
-include: "workflow/rules/train.smk"
-include: "workflow/rules/evaluate.smk"
-include: "workflow/rules/report.smk"
-
-
-rule all:
-    input:
-        report_targets(),
-
-
-rule main_comparison:
-    """Train and evaluate the main models (base, SFT, InPO, DPO, KTO) and write Table 1."""
-    input:
-        scores_of(MAIN_MODELS),
-        "results/tables/table1_winrates.csv",
-
-
-for _sweep in SWEEPS:
-
-    rule:
-        name:
-            f"sweep_{_sweep}"
+    rule all:
+        """Every family's tables and rendered notebooks."""
+        localrule: True
+        default_target: True
         input:
-            scores_of(sweep_runs(_sweep)),
-        default_target: False
+            [getattr(rules, f"{family}_all").input for family in FAMILIES],
+
+    # the named targets of one family (main_comparison, sweep_*) without the <family>_ prefix
+    _named = config.get("named_targets")
+    if _named is not None and _named not in FAMILIES:
+        raise ValueError(f"named_targets: {_named!r} is not a family of experiments {sorted(FAMILIES)}")
+    for _rule in [r for r in workflow.rules if _named and r.name.startswith(f"{_named}_") and not r.output]:
+        if _rule.name != f"{_named}_all":
+
+            rule:
+                name:
+                    _rule.name.removeprefix(f"{_named}_")
+                localrule: True
+                default_target: False
+                input:
+                    _rule.input,
+
+else:
+
+    include: "workflow/Snakefile"

@@ -5,7 +5,7 @@ Synthesizes metadata shards in the exact v2 schema (959,040 rows, image columns 
 paper), then runs the filter in a separate process and reports wall time and that process's peak
 RSS. Targets: <= 30 s wall, <= 1 GB peak RSS.
 
-    python benchmarks/filter_pickapic.py [--data DIR] [--shards 16] [--row-group-size 1000]
+    python benchmarks/filter_pickapic.py [--data DIR] [--shards 16] [--row-group-size 1000] [--num-proc 1]
 """
 
 from __future__ import annotations
@@ -96,11 +96,11 @@ def synthesize(root: Path, n_shards: int, row_group_size: int, seed: int = 0) ->
     return files
 
 
-def _child(data: str, out: str) -> None:
+def _child(data: str, out: str, num_proc: str) -> None:
     from inpo.data.pickapic import filter_pairs
 
     t = time.perf_counter()
-    m = filter_pairs(data, Path(out) / "pairs.parquet", Path(out) / "pairs.json")
+    m = filter_pairs(data, Path(out) / "pairs.parquet", Path(out) / "pairs.json", num_proc=int(num_proc))
     wall = time.perf_counter() - t
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     print(
@@ -121,7 +121,8 @@ def main() -> int:
     ap.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "inpo_bench_pickapic")
     ap.add_argument("--shards", type=int, default=16)
     ap.add_argument("--row-group-size", type=int, default=1000)
-    ap.add_argument("--child", nargs=2, metavar=("DATA", "OUT"), help=argparse.SUPPRESS)
+    ap.add_argument("--num-proc", type=int, default=1, help="shards filtered at once (processes)")
+    ap.add_argument("--child", nargs=3, metavar=("DATA", "OUT", "NUM_PROC"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         _child(*a.child)
@@ -136,7 +137,7 @@ def main() -> int:
         env = dict(os.environ, HF_HUB_OFFLINE="1")
         t = time.perf_counter()
         p = subprocess.run(
-            [sys.executable, __file__, "--child", str(a.data), out],
+            [sys.executable, __file__, "--child", str(a.data), out, str(a.num_proc)],
             env=env,
             capture_output=True,
             text=True,
@@ -146,7 +147,7 @@ def main() -> int:
     r = json.loads(p.stdout.strip().splitlines()[-1])
     m = r["manifest"]
     print(f"filter_pairs wall time: {r['wall_s']:.2f} s (process incl. imports: {proc_wall:.2f} s)")
-    print(f"peak RSS of the filter process: {r['peak_rss_mb']:.0f} MiB")
+    print(f"peak RSS of the filter's main process ({a.num_proc} process(es)): {r['peak_rss_mb']:.0f} MiB")
     print(
         f"rows_in {m['rows_in']:,}  pairs_kept {m['pairs_kept']:,}  unique_prompts {m['unique_prompts']:,}  "
         f"shards {m['n_shards']}  dropped {m['dropped']}"

@@ -5,7 +5,7 @@ torch, diffusers and transformers only (no downloads: every model is randomly in
 
 What runs, per micro-step, exactly as :mod:`inpo.trainer` does it: :func:`inpo.trainer.micro_step`
 (per-pair generators, caption dropout, conditioning, DDIM inversion with the policy via
-:func:`inpo.methods.build_inputs` / :func:`inpo.inversion.ddim_invert`, reparametrized target,
+:meth:`inpo.methods.InPO.build` / :func:`inpo.inversion.ddim_invert`, reparametrized target,
 policy forward, reference forward, DPO loss) under ``torch.autocast(bf16)``, then
 ``(loss / accum).backward()``. Every ``--accum`` micro-steps the trainer also clips the gradient
 and takes an AdamW step: that step is timed separately and amortised over ``--accum``.
@@ -48,9 +48,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from inpo.conditioning import Cond  # noqa: E402
 from inpo.config import MethodConfig, ModelConfig, TrainConfig  # noqa: E402
 from inpo.inversion import inversion_plan  # noqa: E402
-from inpo.methods import Cond, PairGenerators, draw_dropout, draw_timesteps  # noqa: E402
+from inpo.methods import PairGenerators, draw_dropout, draw_timesteps  # noqa: E402
 from inpo.trainer import Models, micro_step  # noqa: E402
 
 SD15_SCHEDULE = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012,

@@ -41,9 +41,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import inpo.inversion as inversion_mod  # noqa: E402
 import inpo.methods as methods_mod  # noqa: E402
 import inpo.trainer as trainer_mod  # noqa: E402
+from inpo.conditioning import TextConditioner  # noqa: E402
 from inpo.config import MethodConfig, ModelConfig, TrainConfig  # noqa: E402
 from inpo.inversion import inversion_grid  # noqa: E402
-from inpo.methods import PairGenerators, TextConditioner, draw_dropout, draw_timesteps  # noqa: E402
+from inpo.methods import PairGenerators, draw_dropout, draw_timesteps  # noqa: E402
 from inpo.models import build_tiny_sd15  # noqa: E402
 from inpo.trainer import Models, micro_step  # noqa: E402
 
@@ -175,7 +176,7 @@ def breakdown(cfg, models, batches) -> dict[str, float]:
             patched(inversion_mod, "_draw_noise", timer("inversion noise draws")), \
             patched(methods_mod, "reparametrized_target", timer("reparametrized target")), \
             patched(trainer_mod, "per_image_error", timer("per-image error")), \
-            patched(trainer_mod, "method_loss", timer("DPO loss")):
+            patched(methods_mod.get_method("inpo"), "loss", timer("DPO loss")):
         for batch in batches:
             acc.clear()
             models.policy.zero_grad(set_to_none=True)

@@ -29,9 +29,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from inpo.conditioning import TextConditioner  # noqa: E402
 from inpo.config import MethodConfig, ModelConfig, TrainConfig  # noqa: E402
 from inpo.inversion import inversion_plan  # noqa: E402
-from inpo.methods import TextConditioner  # noqa: E402
 from inpo.models import sd_scheduler_config  # noqa: E402
 from inpo.trainer import Models, micro_step  # noqa: E402
 

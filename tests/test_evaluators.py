@@ -3,7 +3,8 @@
 No weights are downloaded: every model is a tiny randomly initialised instance of the class the real
 evaluator loads (open_clip CLIP from a custom config, transformers CLIPModel /
 CLIPVisionModelWithProjection), injected with ``from_models`` or loaded from a local checkpoint
-through the real loading path. Only the aesthetic MLP uses its real weights (shared data).
+through the real loading path. Only the aesthetic MLP uses its real weights (shared data). Parity
+with the official implementations is tests/test_evaluator_parity.py.
 """
 
 from __future__ import annotations
@@ -22,10 +23,18 @@ import torch
 from PIL import Image
 
 from inpo import evaluators
-from inpo.evaluators.aesthetic import WEIGHTS_FILE, AestheticEvaluator, AestheticMLP, load_aesthetic_mlp
-from inpo.evaluators.clip import ClipEvaluator, ModelUnavailableError
+from inpo.evaluators import testing as tiny
+from inpo.evaluators.aesthetic import (
+    WEIGHTS_FILE,
+    WEIGHTS_URL,
+    AestheticEvaluator,
+    AestheticMLP,
+    load_aesthetic_mlp,
+)
+from inpo.evaluators.clip import ClipEvaluator
 from inpo.evaluators.hps import HpsEvaluator
 from inpo.evaluators.pickscore import PickScoreEvaluator
+from inpo.hub import ModelUnavailableError
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("INPO_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -110,12 +119,27 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
 
 
 def test_registry_builds_real_names_with_injected_models(tiny_open_clip):
-    _, model, preprocess, tok = tiny_open_clip
-    ev = evaluators.build("clip", model=model, preprocess=preprocess, tokenizer=tok, device="cpu")
+    _, model, _, tok = tiny_open_clip
+    ev = evaluators.build("clip", model=model, tokenizer=tok, device="cpu")
     assert isinstance(ev, ClipEvaluator) and isinstance(ev, evaluators.Evaluator)
     assert ev.name == "clip" and ev.version.startswith("open_clip-ViT-H-14-laion2b_s32b_b79k")
     for name in ("aesthetic", "pickscore", "hps", "clip"):
         assert name in evaluators.available()
+
+
+def test_registry_one_entry_per_evaluator_name_from_the_key():
+    """Each name is registered once (name -> "module:factory"); the built object's name is the key."""
+    import importlib
+
+    assert evaluators.available() == sorted(evaluators.REGISTRY)
+    for target in evaluators.REGISTRY.values():
+        module, _, attr = target.partition(":")
+        assert callable(getattr(importlib.import_module(module), attr)), target
+    for name in ("toy_reward", "toy_hps"):
+        assert evaluators.build(name).name == name
+    assert not hasattr(evaluators, "register")
+    with pytest.raises(KeyError, match="unknown evaluator 'nope'.*toy_reward"):
+        evaluators.build("nope")
 
 
 # ------------------------------------------------------------------------------------------- clip
@@ -123,8 +147,11 @@ def test_registry_builds_real_names_with_injected_models(tiny_open_clip):
 
 def test_clip_score_is_100_cos_and_batch_invariant(tiny_open_clip, images):
     _, model, preprocess, tok = tiny_open_clip
-    ev3 = ClipEvaluator.from_models(model, preprocess, tok, device="cpu", batch_size=3)
-    ev1 = ClipEvaluator.from_models(model, preprocess, tok, device="cpu", batch_size=1)
+    ev3 = ClipEvaluator.from_models(model, tok, device="cpu", batch_size=3)
+    ev1 = ClipEvaluator.from_models(model, tok, device="cpu", batch_size=1)
+    assert ev3.image_transform == "center_crop"  # open_clip's own preprocessing
+    px = torch.stack([preprocess(im) for im in images])
+    assert torch.equal(torch.stack([ev3.preprocess(im) for im in images]), px)
     s3, s1 = ev3.score(images, PROMPTS), ev1.score(images, PROMPTS)
     assert s3.shape == (5,) and s3.dtype == np.float64 and np.isfinite(s3).all()
     np.testing.assert_allclose(s1, s3, rtol=0, atol=1e-4)
@@ -143,7 +170,7 @@ def test_clip_loads_local_checkpoint_through_open_clip(tiny_open_clip, tmp_path,
     ckpt = tmp_path / "tiny.bin"
     torch.save(model.state_dict(), ckpt)
     ev = evaluators.build("clip", model_name=name, pretrained=str(ckpt), device="cpu")
-    ref = ClipEvaluator.from_models(model, preprocess, tok, device="cpu")
+    ref = ClipEvaluator.from_models(model, tok, device="cpu")
     assert ev.version == f"open_clip-{name}-tiny.bin"
     np.testing.assert_allclose(ev.score(images, PROMPTS), ref.score(images, PROMPTS), atol=1e-5)
 
@@ -153,7 +180,7 @@ def test_clip_loads_local_checkpoint_through_open_clip(tiny_open_clip, tmp_path,
 
 @pytest.mark.parametrize("hps_version", ["v2.0", "v2.1"])
 def test_hps_loads_checkpoint_state_dict_and_names_version(tiny_open_clip, tmp_path, images, hps_version):
-    name, model, preprocess, tok = tiny_open_clip
+    name, model, _, tok = tiny_open_clip
     ckpt = tmp_path / "HPS_tiny.pt"
     torch.save({"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}}, ckpt)
     ev = evaluators.build("hps", hps_version=hps_version, checkpoint=str(ckpt), model_name=name,
@@ -162,14 +189,60 @@ def test_hps_loads_checkpoint_state_dict_and_names_version(tiny_open_clip, tmp_p
     assert ev.version == "hps" + hps_version  # "hpsv2.0" / "hpsv2.1"
     s = ev.score(images, PROMPTS)
     with torch.no_grad():
-        img = _unit(model.encode_image(torch.stack([preprocess(im) for im in images])))
+        img = _unit(model.encode_image(torch.stack([ev.preprocess(im) for im in images])))
         txt = _unit(model.encode_text(tok(PROMPTS)))
     np.testing.assert_allclose(s, 100 * (img * txt).sum(-1).double().numpy(), rtol=0, atol=1e-4)
+
+
+def test_reference_defaults():
+    """Defaults are the references': HPS v2.0 (hpsv2.score, Diffusion-DPO) with hpsv2's transform,
+    amp; CLIP open_clip's transform, amp; PickScore fp32 (model card); aesthetic via OpenAI CLIP, amp."""
+    import inspect
+
+    def default(cls, option):
+        return inspect.signature(cls.__init__).parameters[option].default
+
+    assert default(HpsEvaluator, "hps_version") == "v2.0" and HpsEvaluator.default_transform == "pad_square"
+    assert ClipEvaluator.default_transform == "center_crop" and default(ClipEvaluator, "precision") == "amp"
+    assert default(PickScoreEvaluator, "precision") == "fp32"
+    assert default(AestheticEvaluator, "precision") == "amp" and default(AestheticEvaluator, "backend") == "clip"
+    assert default(AestheticEvaluator, "weights") == WEIGHTS_URL
+
+
+def test_pad_square_transform_by_hand():
+    """Resize the longest side to the target with torch bicubic on the float tensor, zero-pad to a
+    centred square (before normalising: padded pixels are -mean/std), no crop."""
+    from inpo.evaluators.common import OPENAI_MEAN, OPENAI_STD, pad_square_transform
+
+    im = Image.fromarray(np.full((10, 40, 3), 255, dtype=np.uint8))  # 40 wide, 10 high
+    x = pad_square_transform(20)(im)
+    assert x.shape == (3, 20, 20)
+    pad_value = torch.tensor([-m / s for m, s in zip(OPENAI_MEAN, OPENAI_STD)])
+    white = torch.tensor([(1 - m) / s for m, s in zip(OPENAI_MEAN, OPENAI_STD)])
+    # 10x40 -> 5x20, padded 7 rows above and 8 below
+    torch.testing.assert_close(x[:, :7], pad_value[:, None, None].expand(3, 7, 20))
+    torch.testing.assert_close(x[:, 12:], pad_value[:, None, None].expand(3, 8, 20))
+    torch.testing.assert_close(x[:, 7:12], white[:, None, None].expand(3, 5, 20), atol=1e-5, rtol=0)
+    # grayscale and RGBA become RGB; a square image at the target size is only normalised
+    assert pad_square_transform(20)(im.convert("L")).shape == (3, 20, 20)
+    assert pad_square_transform(20)(im.convert("RGBA")).shape == (3, 20, 20)
+    sq = Image.fromarray(np.zeros((20, 20, 3), dtype=np.uint8))
+    torch.testing.assert_close(pad_square_transform(20)(sq), pad_value[:, None, None].expand(3, 20, 20))
 
 
 def test_hps_version_option():
     with pytest.raises(ValueError, match="hps_version"):
         evaluators.build("hps", hps_version="v3")
+
+
+def test_precision_option(tiny_open_clip, images):
+    _, model, _, tok = tiny_open_clip
+    with pytest.raises(ValueError, match="precision must be one of"):
+        ClipEvaluator.from_models(model, tok, device="cpu", precision="fp16")
+    # on CPU, amp is float32: both give the same numbers
+    amp = ClipEvaluator.from_models(model, tok, device="cpu", precision="amp").score(images, PROMPTS)
+    fp32 = ClipEvaluator.from_models(model, tok, device="cpu", precision="fp32").score(images, PROMPTS)
+    np.testing.assert_array_equal(amp, fp32)
 
 
 # -------------------------------------------------------------------------------------- pickscore
@@ -179,7 +252,7 @@ def test_pickscore_formula_shapes_batching(tiny_hf_clip, images):
     model, processor = tiny_hf_clip
     ev = PickScoreEvaluator.from_models(model, processor, device="cpu", batch_size=3)
     ev1 = PickScoreEvaluator.from_models(model, processor, device="cpu", batch_size=1)
-    assert ev.name == "pickscore" and ev.version == "PickScore_v1"
+    assert ev.version == "PickScore_v1"
     s = ev.score(images, PROMPTS)
     assert s.shape == (5,) and s.dtype == np.float64 and np.isfinite(s).all()
     np.testing.assert_allclose(ev1.score(images, PROMPTS), s, rtol=0, atol=1e-4)
@@ -219,9 +292,28 @@ def test_real_aesthetic_mlp_weights_load_weights_only():
             x = x @ sd[f"layers.{i}.weight"].T + sd[f"layers.{i}.bias"]
     assert math.isfinite(y) and y == pytest.approx(x.item(), abs=1e-5)
     assert -20 < y < 20
-    # default weights come from the shared data folder
-    os.environ.setdefault("INPO_SHARED_DATA", str(SHARED))
-    assert load_aesthetic_mlp(None).layers[0].weight.shape == (1024, 768)
+
+
+def test_aesthetic_default_weights_do_not_depend_on_the_working_directory(tmp_path, monkeypatch):
+    """The default is the pinned URL through the cache: a ../shared/data beside the current directory
+    is not looked at; offline with an empty cache it fails at once, naming the option."""
+    (tmp_path / "shared" / "data" / "aesthetic").mkdir(parents=True)
+    torch.save(AestheticMLP().state_dict(), tmp_path / "shared" / "data" / "aesthetic" / WEIGHTS_FILE)
+    (tmp_path / "repo").mkdir()
+    monkeypatch.chdir(tmp_path / "repo")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("INPO_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(ModelUnavailableError) as err:
+        load_aesthetic_mlp()
+    assert WEIGHTS_URL in str(err.value) and "`weights=" in str(err.value)
+    # a cached copy of the URL is used, wherever the command runs
+    cached = tmp_path / "empty-cache" / WEIGHTS_FILE
+    cached.parent.mkdir()
+    torch.save(AestheticMLP().state_dict(), cached)
+    with pytest.warns(UserWarning, match="sha256"):  # random weights, not the published file
+        assert isinstance(load_aesthetic_mlp(), AestheticMLP)
+    with pytest.raises(ModelUnavailableError, match=r"local path 'data/x.pth' does not exist.*`weights`"):
+        load_aesthetic_mlp("data/x.pth")
 
 
 def _aesthetic_mlp() -> AestheticMLP:
@@ -240,9 +332,9 @@ def test_aesthetic_transformers_backend_formula(images):
         image_size=32, patch_size=8, projection_dim=768)).eval()
     improc = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     mlp = _aesthetic_mlp()
-    ev = AestheticEvaluator.from_models(vision, improc, mlp=mlp, device="cpu", batch_size=3)
-    ev1 = AestheticEvaluator.from_models(vision, improc, mlp=mlp, device="cpu", batch_size=1)
-    assert ev.name == "aesthetic" and "sac+logos+ava1-l14-linearMSE" in ev.version
+    ev = AestheticEvaluator.from_models(vision, improc, mlp=mlp, backend="transformers", device="cpu", batch_size=3)
+    ev1 = AestheticEvaluator.from_models(vision, improc, mlp=mlp, backend="transformers", device="cpu", batch_size=1)
+    assert "sac+logos+ava1-l14-linearMSE" in ev.version
     s = ev.score(images, PROMPTS)
     assert s.shape == (5,) and s.dtype == np.float64 and np.isfinite(s).all()
     np.testing.assert_allclose(ev1.score(images, PROMPTS), s, rtol=0, atol=1e-5)
@@ -252,23 +344,25 @@ def test_aesthetic_transformers_backend_formula(images):
     np.testing.assert_allclose(s, expected.double().numpy(), rtol=0, atol=1e-5)
 
 
-def test_aesthetic_open_clip_backend(tmp_path, images):
-    import open_clip
+def test_aesthetic_clip_backend_local_openai_file(tmp_path, images):
+    """A local OpenAI-format ViT-L/14 file is built as OpenAI CLIP (QuickGELU, sizes from the file);
+    the embedding is encode_image of the clip package's preprocessing, L2-normalised."""
+    from open_clip.transformer import QuickGELU
 
-    name = _register_tiny_open_clip(tmp_path, 768)
-    torch.manual_seed(0)
-    model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=None)
-    model.eval()
-    ckpt = tmp_path / "l14.bin"
-    torch.save(model.state_dict(), ckpt)
+    from inpo.evaluators.common import openai_clip_transform
+
+    ckpt = tiny.write_tiny_openai_clip(tmp_path)
     mlp = _aesthetic_mlp()
-    # through the real loader (local checkpoint) and injected: same numbers
-    ev = AestheticEvaluator(backend="open_clip", clip_model=name, pretrained=str(ckpt), mlp=mlp,
-                            device="cpu", batch_size=2)
+    ev = AestheticEvaluator(clip_model=str(ckpt), mlp=mlp, device="cpu", batch_size=2)
+    assert any(isinstance(m, QuickGELU) for m in ev.vision_model.modules())
+    assert tuple(ev.vision_model.visual.image_size) == (224, 224)
     s = ev.score(images, PROMPTS)
     with torch.no_grad():
-        expected = mlp(_unit(model.encode_image(torch.stack([preprocess(im) for im in images])))).squeeze(-1)
+        px = torch.stack([openai_clip_transform(224)(im) for im in images])
+        expected = mlp(_unit(ev.vision_model.encode_image(px))).squeeze(-1)
     np.testing.assert_allclose(s, expected.double().numpy(), rtol=0, atol=1e-5)
+    with pytest.raises(ModelUnavailableError, match=r"local path '\./no-such/ViT-L-14\.pt' does not exist"):
+        AestheticEvaluator(clip_model="./no-such/ViT-L-14.pt", mlp=mlp, device="cpu")
 
 
 # ------------------------------------------------------------------------------- offline failures
@@ -282,6 +376,7 @@ def empty_offline_hub(tmp_path, monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setenv("INPO_CACHE", str(tmp_path / "inpo-cache"))
+    monkeypatch.setenv("OPENCLIP_CACHE_DIR", str(tmp_path / "open_clip"))
 
 
 @pytest.mark.parametrize(
@@ -289,19 +384,19 @@ def empty_offline_hub(tmp_path, monkeypatch):
     [
         ("pickscore", {}, "laion/CLIP-ViT-H-14-laion2B-s32B-b79K", "processor="),
         ("pickscore", {"processor": "inpo-test/missing-proc"}, "inpo-test/missing-proc", "processor="),
-        ("aesthetic", {"weights": "<local mlp>"}, "openai/clip-vit-large-patch14", "clip_model="),
-        ("aesthetic", {"weights": "<local mlp>", "clip_model": "inpo-test/missing-clip-l14"},
-         "inpo-test/missing-clip-l14", "clip_model="),
-        ("aesthetic", {"weights": "/nonexistent/aesthetic.pth"}, "/nonexistent/aesthetic.pth", "weights="),
-        ("hps", {}, "xswu/HPSv2/HPS_v2.1_compressed.pt", "checkpoint="),
-        ("hps", {"hps_version": "v2.0"}, "xswu/HPSv2/HPS_v2_compressed.pt", "checkpoint="),
+        ("aesthetic", {"weights": "<local mlp>"}, "timm/vit_large_patch14_clip_224.openai", "clip_model="),
+        ("aesthetic", {"weights": "<local mlp>", "backend": "transformers"}, "openai/clip-vit-large-patch14",
+         "clip_model="),
+        ("aesthetic", {"weights": "<local mlp>", "backend": "transformers", "clip_model": "inpo-test/missing-l14"},
+         "inpo-test/missing-l14", "clip_model="),
+        ("aesthetic", {}, WEIGHTS_URL, "weights="),
+        ("hps", {}, "xswu/HPSv2/HPS_v2_compressed.pt", "checkpoint="),
+        ("hps", {"hps_version": "v2.1"}, "xswu/HPSv2/HPS_v2.1_compressed.pt", "checkpoint="),
         ("clip", {}, "laion/CLIP-ViT-H-14-laion2B-s32B-b79K", "pretrained="),
     ],
 )
 def test_missing_hub_model_offline_fails_fast(empty_offline_hub, tmp_path, name, opts, must_name, option):
     if opts.get("weights") == "<local mlp>":  # MLP weights present locally: the CLIP model is what's missing
-        from inpo.evaluators.aesthetic import AestheticMLP
-
         torch.save(AestheticMLP().state_dict(), tmp_path / "mlp.pth")
         opts = {**opts, "weights": str(tmp_path / "mlp.pth")}
     t0 = time.perf_counter()
@@ -312,7 +407,46 @@ def test_missing_hub_model_offline_fails_fast(empty_offline_hub, tmp_path, name,
     assert must_name in msg and option in msg and "local path" in msg and "HF_HUB_OFFLINE" in msg
 
 
+@pytest.mark.parametrize(
+    "name, opts, path, option",
+    [
+        ("aesthetic", {"weights": "/nonexistent/aesthetic.pth"}, "/nonexistent/aesthetic.pth", "weights"),
+        ("hps", {"checkpoint": "data/HPS_v2_compressed.pt"}, "data/HPS_v2_compressed.pt", "checkpoint"),
+        ("pickscore", {"processor": "./PickScore-processor"}, "./PickScore-processor", "processor"),
+        ("clip", {"pretrained": "/no/such/open_clip.bin"}, "/no/such/open_clip.bin", "pretrained"),
+        ("hps", {"checkpoint": "x.pt", "model_name": "cfg/tiny.json"}, "cfg/tiny.json", "model_name"),
+    ],
+)
+def test_missing_local_path_is_a_missing_path(empty_offline_hub, tmp_path, monkeypatch, name, opts, path, option):
+    """A local-looking path that does not exist is reported as such (not as an unreachable hub id)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    if opts.get("checkpoint") == "x.pt":
+        torch.save({"state_dict": {}}, tmp_path / "x.pt")
+    with pytest.raises(ModelUnavailableError) as err:
+        evaluators.build(name, device="cpu", **opts)
+    msg = str(err.value)
+    assert f"local path {path!r} does not exist" in msg and f"`{option}`" in msg and "HF_HUB_OFFLINE" not in msg
+
+
 def test_pickscore_missing_model_named(empty_offline_hub, tiny_hf_clip):
     _, processor = tiny_hf_clip
     with pytest.raises(ModelUnavailableError, match=r"inpo-test/missing-pickscore.*model="):
         PickScoreEvaluator(model="inpo-test/missing-pickscore", clip_processor=processor, device="cpu")
+
+
+def test_tiny_real_format_files_build_every_evaluator(tmp_path, images):
+    """write_tiny_evaluators: the options it returns build all four through their real loaders;
+    the same seed writes the same weights."""
+    opts = tiny.write_tiny_evaluators(tmp_path / "a")
+    assert sorted(opts) == ["aesthetic", "clip", "hps", "pickscore"]
+    assert Path(opts["hps"]["checkpoint"]).name == "HPS_v2_compressed.pt"
+    scores = {}
+    for name, o in opts.items():
+        ev = evaluators.build(name, **o)
+        assert ev.name == name
+        scores[name] = ev.score(images, PROMPTS)
+        assert scores[name].shape == (5,) and np.isfinite(scores[name]).all()
+        assert np.ptp(scores[name]) > 0
+    again = tiny.write_tiny_evaluators(tmp_path / "b")
+    np.testing.assert_array_equal(evaluators.build("hps", **again["hps"]).score(images, PROMPTS), scores["hps"])

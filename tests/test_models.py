@@ -175,5 +175,20 @@ def test_unknown_hub_id_fails_fast_offline(monkeypatch):
         load_components("nobody-xyz/definitely-not-a-model-123")
     assert time.time() - t0 < 5
     msg = str(ei.value)
-    assert "nobody-xyz/definitely-not-a-model-123" in msg and "model.path" in msg
+    assert "nobody-xyz/definitely-not-a-model-123" in msg and "`model.base=" in msg and "HF_HUB_OFFLINE" in msg
+    assert "model.path" not in msg
     assert os.environ["HF_HUB_OFFLINE"] == "1"
+
+
+@pytest.mark.parametrize("source", ["./no-such-model", "/no/such/model", "tests/no-such-model", "a/b/c"])
+def test_missing_local_path_is_reported_as_a_path_not_a_hub_id(source):
+    """A local-looking source that does not exist is a missing path (naming model.base), not a hub id."""
+    from inpo.hub import is_hub_id
+    from inpo.models import ModelUnavailableError, load_components
+
+    assert not is_hub_id(source)
+    with pytest.raises(ModelUnavailableError) as ei:
+        load_components(source)
+    msg = str(ei.value)
+    assert f"local path {source!r} does not exist" in msg and "`model.base`" in msg
+    assert "hf download" not in msg and "HF_HUB_OFFLINE" not in msg

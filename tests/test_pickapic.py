@@ -13,11 +13,10 @@ from inpo.data.pickapic import (
     HubUnavailableError,
     ImageDecodeError,
     PreferencePairs,
-    RowGroupShuffleSampler,
     SchemaError,
+    ShardReadError,
     check_schema,
     filter_pairs,
-    preferred_images,
     resolve_shards,
 )
 
@@ -68,7 +67,8 @@ def test_filter_counts_and_manifest(shards, tmp_path):
     assert m2["unique_prompts"] == 3  # "a cat", "a dog" (twice), "a hen"
     assert m2["winner_counts"] == {"0": 2, "1": 2}
     t = pq.read_table(tmp_path / "idx2.parquet").to_pandas()
-    assert list(t.columns) == ["shard", "row", "caption", "winner", "ranking_id"]
+    assert list(t.columns) == ["shard", "row", "caption", "winner", "ranking_id", "source_shard", "source_row"]
+    assert t["source_row"].tolist() == t["row"].tolist() and t["source_shard"].tolist() == t["shard"].tolist()
     assert t["caption"].tolist() == ["a cat", "a dog", "a dog", "a hen"]
     assert t["row"].tolist() == [0, 1, 6, 0]  # row index within the shard, across row groups
     assert t["winner"].tolist() == [0, 1, 0, 1]
@@ -168,34 +168,12 @@ def test_decode_error_names_shard_and_row(shards, tmp_path):
 
 def test_winners_only_and_pickle(shards, tmp_path):
     filter_pairs(shards, tmp_path / "idx.parquet", tmp_path / "idx.json", check_images=True)
-    ds = preferred_images(tmp_path / "idx.parquet", 8, random_flip=False)
+    ds = PreferencePairs(tmp_path / "idx.parquet", 8, random_flip=False, winners_only=True)
     item = ds[1]
     assert set(item) == {"pixel_w", "caption", "index"}
     assert item["pixel_w"][0, :, 5:].mean() > 0.5
     ds2 = pickle.loads(pickle.dumps(ds))  # DataLoader workers
     assert torch.equal(ds2[1]["pixel_w"], item["pixel_w"])
-
-
-def test_row_group_sampler(tmp_path, jpeg, write_shard):
-    red = jpeg(RED)
-    rows = [dict(caption=f"p{i}", label_0=1.0, jpg_0=red, jpg_1=red) for i in range(50)]
-    write_shard(tmp_path / "s" / "a.parquet", rows, row_group_size=10)
-    write_shard(tmp_path / "s" / "b.parquet", rows[:20], row_group_size=7)
-    filter_pairs(tmp_path / "s", tmp_path / "i.parquet", tmp_path / "i.json")
-    ds = PreferencePairs(tmp_path / "i.parquet", 8)
-    groups = ds.row_groups()
-    assert len(np.unique(groups)) == 5 + 3
-    s = RowGroupShuffleSampler(ds, seed=1)
-    order = list(s)
-    assert sorted(order) == list(range(70))
-    assert order != list(range(70))
-    g = groups[order]
-    assert (np.diff(g) != 0).sum() == 7  # each row group visited in one contiguous run
-    assert list(RowGroupShuffleSampler(ds, seed=1)) == order
-    s.set_epoch(1)
-    assert list(s) != order
-    parts = [list(RowGroupShuffleSampler(ds, seed=1, num_replicas=2, rank=r)) for r in (0, 1)]
-    assert sorted(parts[0] + parts[1]) == list(range(70))
 
 
 def test_schema_error_names_column_and_file(shards, tmp_path):
@@ -226,11 +204,106 @@ def test_hub_id_offline_fails_fast(tmp_path, monkeypatch):
 
 
 def test_image_check_streams_in_small_batches(shards, tmp_path, monkeypatch):
-    import functools
+    seen = []
+    iter_batches = pq.ParquetFile.iter_batches
 
-    import inpo.data.pickapic as pk
+    def spy(self, *args, **kwargs):
+        for batch in iter_batches(self, *args, **kwargs):
+            seen.append(batch.num_rows)
+            yield batch
 
-    monkeypatch.setattr(pk, "_check_images", functools.partial(pk._check_images, batch_rows=1))
-    m = filter_pairs(shards, tmp_path / "i.parquet", tmp_path / "i.json", check_images=True)
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", spy)
+    m = filter_pairs(shards, tmp_path / "i.parquet", tmp_path / "i.json", check_images=True, image_batch_rows=1)
     assert m["pairs_kept"] == 4 and m["dropped"]["undecodable_image"] == 3
     assert pq.read_table(tmp_path / "i.parquet")["row"].to_pylist() == [0, 1, 6, 0]
+    assert seen and max(seen) == 1  # row groups hold up to 3 rows: images are read one row at a time
+
+
+def test_pack_parallel_equals_source_serial(shards, tmp_path):
+    src = filter_pairs(shards, tmp_path / "s.parquet", tmp_path / "s.json", check_images=True)
+    out = tmp_path / "out"
+    m = filter_pairs(shards, out / "pairs.parquet", out / "pairs.json", check_images=True,
+                     images_dir=out / "pairs_images", num_proc=2, image_batch_rows=2)
+    assert m["dropped"] == src["dropped"] and m["pairs_kept"] == 4 and m["winner_counts"] == src["winner_counts"]
+    assert sorted(p.name for p in out.iterdir()) == ["pairs.json", "pairs.parquet", "pairs_images"]  # no .tmp
+    t = pq.read_table(out / "pairs.parquet").to_pandas()
+    s = pq.read_table(tmp_path / "s.parquet").to_pandas()
+    assert t["shard"].tolist() == ["pairs_images/00000.parquet"] * 3 + ["pairs_images/00001.parquet"]
+    assert t["row"].tolist() == [0, 1, 2, 0]  # row within the pack
+    assert t["source_shard"].tolist() == s["shard"].tolist() and t["source_row"].tolist() == s["row"].tolist()
+    pack = pq.ParquetFile(out / "pairs_images" / "00000.parquet")
+    assert pack.metadata.num_row_groups == 3 and pack.schema_arrow.names == ["jpg_0", "jpg_1"]
+    assert pack.metadata.row_group(0).column(0).compression == "UNCOMPRESSED"
+    src_rows = pq.read_table(s["shard"][2], columns=["jpg_0", "jpg_1"]).slice(int(s["row"][2]), 1)
+    assert pack.read_row_group(2).equals(src_rows)  # the bytes, copied as they are
+    a = PreferencePairs(out / "pairs.parquet", 16, seed=2)
+    b = PreferencePairs(tmp_path / "s.parquet", 16, seed=2)
+    for i in range(4):
+        x, y = a[i], b[i]
+        assert torch.equal(x["pixel_w"], y["pixel_w"]) and torch.equal(x["pixel_l"], y["pixel_l"])
+        assert x["caption"] == y["caption"]
+
+
+def test_label_1_must_complement_label_0(tmp_path, jpeg, write_shard):
+    red = jpeg(RED)
+    rows = [
+        dict(caption="ok", label_0=1.0, jpg_0=red, jpg_1=red),
+        dict(caption="nan label_1", label_0=1.0, label_1=float("nan"), jpg_0=red, jpg_1=red),
+        dict(caption="null label_1", label_0=0.0, label_1=None, jpg_0=red, jpg_1=red),
+        dict(caption="out of range", label_0=0.0, label_1=2.0, jpg_0=red, jpg_1=red),
+    ]
+    write_shard(tmp_path / "s" / "x.parquet", rows)
+    m = filter_pairs(tmp_path / "s", tmp_path / "i.parquet", tmp_path / "i.json")
+    assert m["pairs_kept"] == 1 and m["dropped"]["invalid_label"] == 3 and m["dropped_total"] == 3
+
+
+def _corrupt_row_group(path, rg, column="jpg_0"):
+    """Overwrite the first page header of ``column`` in row group ``rg`` (the footer stays intact)."""
+    md = pq.read_metadata(path)
+    col = md.row_group(rg).column(md.schema.names.index(column))
+    start = min(o for o in (col.dictionary_page_offset, col.data_page_offset) if o is not None)
+    with open(path, "r+b") as fh:
+        fh.seek(start)
+        fh.write(b"\xff" * 64)
+
+
+def test_unreadable_page_names_shard_and_row_group(tmp_path, jpeg, write_shard):
+    rows = [dict(caption=f"p{i}", label_0=1.0, jpg_0=jpeg(RED), jpg_1=jpeg(BLUE)) for i in range(6)]
+    shard = tmp_path / "s" / "x.parquet"
+    write_shard(shard, rows, row_group_size=2)
+    _corrupt_row_group(shard, 1)
+    out = tmp_path / "out"
+    with pytest.raises(ShardReadError, match=r"x\.parquet: row group 1: unreadable page in column\(s\) jpg_0"):
+        filter_pairs(shard.parent, out / "p.parquet", out / "p.json", check_images=True, images_dir=out / "img")
+    assert list(out.iterdir()) == []  # no index, no manifest, no pack, no .tmp
+    filter_pairs(shard.parent, out / "p.parquet", out / "p.json")  # labels readable: images not read
+    ds = PreferencePairs(out / "p.parquet", 8)
+    ds[1]
+    with pytest.raises(ShardReadError, match=r"x\.parquet: row group 1: unreadable page"):
+        ds[2]
+
+
+def test_import_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, inpo.data.pickapic; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_missing_relative_local_folder_is_a_missing_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"'data/pickapic_v2': no such file or folder"):
+        resolve_shards("data/pickapic_v2")
+    with pytest.raises(HubUnavailableError, match="no local folder .*other/pickapic_v2 either"):
+        resolve_shards("other/pickapic_v2")
+
+
+def test_image_check_parses_the_whole_jpeg(jpeg):
+    from inpo.data.pickapic import _decodable
+
+    b = jpeg(RED, size=(256, 192))
+    assert _decodable(b) and not _decodable(b[: len(b) * 6 // 10]) and not _decodable(CORRUPT)

@@ -36,7 +36,7 @@ from workflow_utils import SMOKE, copy_workflow, run_snakemake, snakemake_bin
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 PROFILE = ["--profile", "profiles/slurm-ci"]
-# rules that must run as SLURM jobs in the toy DAG (the Snakefile's `localrules` run in snakemake)
+# rules that must run as SLURM jobs in the toy DAG (rules with `localrule: True` run in snakemake)
 SLURM_RULES = {"toy_init", "train", "toy_pairs", "filter_pairs", "generate", "score"}
 # the local reference run of test 1: these models' scores (every evaluator) - base, and InPO on
 # top of SFT on top of base (toy_init, toy_pairs, filter_pairs, 3 trainings, 2 generations)
@@ -112,10 +112,15 @@ def _memory_overrides() -> list[str]:
 
 
 def _local_rules(work: Path) -> set[str]:
-    """The Snakefile's `localrules:` list."""
-    m = re.search(r"^localrules:\s*\n((?:[ \t]+\w+,?\s*\n)+)", (work / "Snakefile").read_text(), re.M)
-    assert m, "no localrules in the Snakefile"
-    return set(re.findall(r"\w+", m.group(1)))
+    """The workflow's named rules that say `localrule: True` (they run inside snakemake)."""
+    local = set()
+    for f in [work / "workflow" / "Snakefile", *sorted((work / "workflow" / "rules").glob("*.smk"))]:
+        for block in re.split(r"^[ \t]*rule[ \t]+", f.read_text(), flags=re.M)[1:]:
+            m = re.match(r"(\w+):", block)
+            if m and re.search(r"^[ \t]+localrule:[ \t]*True", block.split("\n\n\n")[0], re.M):
+                local.add(m.group(1))
+    assert local, "no `localrule: True` in the workflow"
+    return local
 
 
 def _evaluators(work: Path) -> list[str]:

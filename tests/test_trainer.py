@@ -12,9 +12,10 @@ import pytest
 import torch
 import yaml
 
+from inpo.conditioning import Cond
 from inpo.config import MethodConfig, train_config_from_dict
 from inpo.launch import trainer_command
-from inpo.methods import Cond, PairGenerators, build_inputs
+from inpo.methods import PairGenerators, get_method
 from inpo.trainer import train
 
 # A large Adam eps makes the update linear in the gradient: Adam's sign-like first step would blow
@@ -127,7 +128,7 @@ def test_dpo_shares_noise_and_t_within_a_pair():
     acp = torch.linspace(0.99, 0.01, 1000)
     lw, ll = torch.randn(3, 4, 8, 8), torch.randn(3, 4, 8, 8)
     gens = PairGenerators.for_indices(0, 0, [5, 6, 7])
-    inp = build_inputs(MethodConfig(name="dpo"), lw, ll, _cond(3), gens, acp)
+    inp = get_method("dpo").build(MethodConfig(name="dpo"), lw, ll, _cond(3), gens, acp)
     t_w, t_l = inp.t.chunk(2)
     n_w, n_l = inp.target.chunk(2)
     assert torch.equal(t_w, t_l) and torch.equal(n_w, n_l)
@@ -145,7 +146,7 @@ def test_inpo_gives_each_pair_its_t_and_each_image_its_target():
 
     gens = PairGenerators.for_indices(0, 0, [1, 2, 3])
     cfg = MethodConfig(name="inpo", t_min=100, t_max=999)
-    inp = build_inputs(cfg, lw, ll, _cond(3), gens, acp, inversion_unet=Unet())
+    inp = get_method("inpo").build(cfg, lw, ll, _cond(3), gens, acp, inversion_unet=Unet())
     t_w, t_l = inp.t.chunk(2)
     assert torch.equal(t_w, t_l) and len(set(t_w.tolist())) == 3 and t_w.min() >= 100
     e_w, e_l = inp.target.chunk(2)
@@ -167,8 +168,8 @@ def test_inversion_cfg_runs_unconditional_branch():
     cfg = MethodConfig(name="inpo", t_min=999, t_max=999)
     cfg.inversion.guidance_scale = 5.0
     lw = torch.randn(1, 4, 8, 8)
-    build_inputs(cfg, lw, lw.clone(), _cond(1), PairGenerators.for_indices(0, 0, [0]), acp,
-                 inversion_unet=Unet(), uncond=_cond(1))
+    get_method("inpo").build(cfg, lw, lw.clone(), _cond(1), PairGenerators.for_indices(0, 0, [0]), acp,
+                             inversion_unet=Unet(), uncond=_cond(1))
     assert seen == [4] * 10  # (uncond + cond) x (winner + loser), 10 levels
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 
 import pandas as pd
 import pytest
 import yaml
-from workflow_utils import SMOKE, copy_workflow, planned_jobs, run_snakemake
+from workflow_utils import REPO, SMOKE, copy_workflow, planned_jobs, run_snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -65,22 +66,115 @@ def test_editing_one_ablation_row_retrains_only_that_run(smoke_run):
         sheet.write_text(original)
 
 
-def test_paper_dag_dry_run(tmp_path):
+# the paper's families (config/paper.yaml): models evaluated, prompt sets x shards, evaluators
+SD15_RUNS = {"sft", "inpo", "dpo", "kto", "beta-1000", "beta-5000", "beta-10000", "inv-steps-3", "inv-steps-5",
+             "inv-steps-30", "inv-cfg-1", "inv-cfg-5", "inv-cfg-7.5", "t-last-900", "t-last-800", "t-last-700",
+             "t-last-600", "t-last-500", "init-base", "inpo-pickscore"}
+SDXL_RUNS = {"sft", "inpo", "dpo"}
+PAPER_JOBS = 1080  # `snakemake --profile slurm -n all`: the count is checked rule by rule below
+
+
+def test_paper_dag_dry_run_through_the_slurm_profile(tmp_path):
+    """`snakemake --profile slurm all`, verbatim (plus -n): the whole paper, both families, every
+    table and notebook, through the SLURM executor with the user profile (which selects config/paper.yaml)."""
     work = copy_workflow(tmp_path)
-    r = run_snakemake(work, "-n", "all", "--configfile", "config/paper_sd15.yaml", timeout=300)
+    r = run_snakemake(work, "--profile", "slurm", "-n", "all", timeout=300)
+    assert "config/paper.yaml" in r.stdout + r.stderr
     jobs = planned_jobs(r.stdout)
     count = pd.Series([rule for rule, _ in jobs]).value_counts()
-    runs = {"sft", "inpo", "dpo", "kto", "beta-1000", "beta-5000", "beta-10000", "inv-steps-3", "inv-steps-5",
-            "inv-steps-30", "inv-cfg-5", "inv-cfg-7.5", "t-last-900", "t-last-800", "init-base", "inpo-pickscore"}
-    assert {w["run"] for rule, w in jobs if rule == "train"} == runs
-    models = runs | {"base"}
-    assert count["generate"] == len(models) * 3 * 8  # 3 prompt sets, 8 shards each
-    assert count["score"] == len(models) * 3 * 4  # 4 evaluators
-    sets = {w["prompt_set"] for rule, w in jobs if rule == "prompts"}
-    assert sets == {"hpdv2", "parti", "pickapic_test"}
-    assert "toy_init" not in count and "toy_pairs" not in count
+    for fam, runs, n_models, shards in [("sd15", SD15_RUNS, len(SD15_RUNS) + 1, 8), ("sdxl", SDXL_RUNS, 4, 16)]:
+        assert {w["run"] for rule, w in jobs if rule == f"{fam}_train"} == runs, fam
+        assert count[f"{fam}_run_config"] == len(runs)
+        assert count[f"{fam}_generate"] == n_models * 3 * shards  # 3 prompt sets
+        assert count[f"{fam}_score"] == n_models * 3 * 4  # 4 evaluators
+        assert {w["prompt_set"] for rule, w in jobs if rule == f"{fam}_prompts"} == {"hpdv2", "parti", "pickapic_test"}
+        assert {w["notebook"] for rule, w in jobs if rule == f"{fam}_notebook"} == (
+            {"table1_winrates", "supp_median_mean", "training_curves", "image_grids"} | (
+                {"table2_ablations"} if fam == "sd15" else set()))
+        for rule in ("filter_pairs", "tables", "aggregate_scores"):
+            assert count[f"{fam}_{rule}"] == 1
+        assert f"results/paper/{fam}/notebooks/table1_winrates.html" in r.stdout
+    assert count["sd15_ablation_runs"] == 1 and "sdxl_ablation_runs" not in count  # Table 2: SD1.5 only
+    assert ("sd15_ai_feedback", {"feedback": "pickscore"}) in jobs  # paper 5.3
+    assert not any("toy" in rule for rule in count.index)
+    # paper 5.5 (SDXL): 3 models x 3 tasks, the conditions, the toy-drawn sources, the grids notebook
+    assert count["sdxl_conditional_generate"] == 9 and count["sdxl_conditional_conditions"] == 3
+    assert count["sdxl_conditional_notebook"] == 1 and not any(r.startswith("sd15_conditional") for r in count.index)
+    assert "results/paper/sdxl/notebooks/conditional_grids.html" in r.stdout
+    assert count["all"] == 1 and len(jobs) == PAPER_JOBS
     assert "gpu=8" in r.stdout  # the 8-GPU training jobs
-    assert ("ai_feedback", {"feedback": "pickscore"}) in jobs
+    print(f"\n[paper DAG] snakemake --profile slurm -n all: {len(jobs)} jobs")
+
+
+def test_paper_named_targets_through_the_slurm_profile(tmp_path):
+    """A family alone, and the SD1.5 family's sweeps without prefix."""
+    work = copy_workflow(tmp_path)
+    jobs = planned_jobs(run_snakemake(work, "--profile", "slurm", "-n", "sdxl_all", timeout=300).stdout)
+    assert {rule.split("_")[0] for rule, _ in jobs} == {"sdxl"}
+    assert {w["run"] for rule, w in jobs if rule == "sdxl_train"} == SDXL_RUNS
+    jobs = planned_jobs(run_snakemake(work, "--profile", "slurm", "-n", "sweep_beta", timeout=300).stdout)
+    assert {w["run"] for rule, w in jobs if rule == "sd15_train"} == {"sft", "inpo", "beta-1000", "beta-5000",
+                                                                          "beta-10000"}
+
+
+def test_paper_families_merge_and_validate():
+    """SDXL is a merge patch on SD1.5: shared keys stay, null deletes, and the result validates."""
+    from snakemake.utils import validate
+
+    from inpo.pipeline import all_runs, experiment_configs, model_vae, run_train_config
+
+    exp = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+        fams = experiment_configs(exp)
+    finally:
+        os.chdir(cwd)
+    sd15, sdxl = fams["sd15"], fams["sdxl"]
+    for cfg in (sd15, sdxl):
+        validate(cfg, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
+    assert (sd15["results"], sdxl["results"]) == ("results/paper/sd15", "results/paper/sdxl")
+    assert sdxl["data"] == sd15["data"] and sdxl["evaluation"]["prompt_sets"] == sd15["evaluation"]["prompt_sets"]
+    assert set(sdxl["runs"]) == SDXL_RUNS and "ablations" not in sdxl
+    assert "kto" not in sdxl["report"]["name_map"]
+    # the paper's evaluators: HPSv2.0, fp16 autocast
+    for cfg in (sd15, sdxl):
+        opts = cfg["evaluation"]["evaluator_options"]
+        assert opts["hps"] == {"hps_version": "v2.0", "precision": "amp"}
+        assert all(opts[e]["precision"] == "amp" for e in ("aesthetic", "pickscore", "clip"))
+    runs = all_runs(sdxl, None)
+    vae = "madebyollin/sdxl-vae-fp16-fix"
+    for run in SDXL_RUNS:
+        tc = run_train_config(sdxl, run, runs)
+        assert tc["model"]["vae"] == vae and tc["model"]["pretrained"] == "stabilityai/stable-diffusion-xl-base-1.0"
+        assert tc["optim"]["optimizer"] == "adafactor" and tc["data"]["resolution"] == 1024
+        assert tc["output_dir"] == f"results/paper/sdxl/models/{run}"
+    dpo = run_train_config(sdxl, "dpo", runs)
+    assert (dpo["optim"]["warmup_updates"], dpo["grad_accum"], dpo["max_updates"]) == (200, 256, 2000)  # launchers/sdxl.sh
+    assert run_train_config(sd15, "dpo", all_runs(sd15, None))["optim"]["warmup_updates"] == 500  # launchers/sd15.sh
+    # one VAE for every SDXL model: Base-SDXL is generated with it too (trained folders carry it)
+    assert model_vae(sdxl, "base", runs) == vae and model_vae(sdxl, "inpo", runs) is None
+    assert model_vae(sd15, "base", all_runs(sd15, None)) is None
+
+
+def test_merge_patch():
+    from inpo.pipeline import merge_patch
+
+    base = {"a": {"b": 1, "c": [1, 2]}, "d": None, "e": 5}
+    assert merge_patch(base, {"a": {"b": 2, "c": [3]}, "e": None, "f": {"g": None}}) == {
+        "a": {"b": 2, "c": [3]}, "d": None, "f": {}}
+    assert base == {"a": {"b": 1, "c": [1, 2]}, "d": None, "e": 5}  # not modified
+
+
+def test_experiment_errors_name_the_family(tmp_path):
+    from inpo.pipeline import experiment_configs
+
+    a = tmp_path / "a.yaml"
+    a.write_text("results: out/x\n")
+    with pytest.raises(FileNotFoundError, match=r"experiments.two: config file .*missing.yaml.* \(item 2\)"):
+        experiment_configs({"experiments": {"two": [str(a), str(tmp_path / "missing.yaml")]}})
+    with pytest.raises(ValueError, match="families 'one' and 'two' both write to 'out/x'"):
+        experiment_configs({"experiments": {"one": [str(a)], "two": [str(a), {"seed": 1}]}})
 
 
 def test_bad_config_fails_before_any_job(tmp_path):
@@ -98,10 +192,10 @@ def test_paper_config_offline_fails_fast_naming_the_source(tmp_path):
 
     work = copy_workflow(tmp_path)
     t0 = time.perf_counter()
-    r = run_snakemake(work, "--cores", "1", "results/data/pairs.parquet", "--configfile",
+    r = run_snakemake(work, "--cores", "1", "results/paper/sd15/data/pairs.parquet", "--configfile",
                       "config/paper_sd15.yaml", check=False, timeout=300)
     assert r.returncode != 0
-    log = (work / "results" / "logs" / "filter_pairs.log").read_text()
+    log = (work / "results" / "paper" / "sd15" / "logs" / "filter_pairs.log").read_text()
     assert "yuvalkirstain/pickapic_v2" in log
     assert time.perf_counter() - t0 < 120, "offline failure must not hang in hub retries"
 
@@ -115,3 +209,55 @@ def test_changed_generation_settings_drop_old_images(tmp_path):
     assert reset_images_if_settings_changed(tmp_path, {"steps": 20}, (0, 2), [0, 2]) == 0  # unchanged
     assert reset_images_if_settings_changed(tmp_path, {"steps": 10}, (0, 2), [0, 2]) == 2  # changed
     assert sorted(p.name for p in tmp_path.glob("*.png")) == ["00001.png", "00003.png"]  # other shard kept
+
+
+def test_base_sdxl_generated_with_the_separate_vae(tmp_path):
+    """The generate rule's script decodes a hub/folder base with `model.vae` (rule param `vae`): the
+    image equals one decoded by that VAE and differs from one decoded by the base's own VAE."""
+    import runpy
+    import sys
+    from types import SimpleNamespace
+
+    import numpy as np
+    from diffusers import AutoencoderKL
+    from PIL import Image
+
+    from inpo.models import build_tiny_sdxl, save_pipeline
+
+    base, vae_dir = tmp_path / "base", tmp_path / "vae_fp16_fix"
+    save_pipeline(build_tiny_sdxl(seed=0), base)
+    build_tiny_sdxl(seed=7)["vae"].save_pretrained(vae_dir)  # another VAE, same shapes
+    prompts = tmp_path / "prompts.parquet"
+    pd.DataFrame({"index": [0], "prompt": ["a red circle"]}).to_parquet(prompts)
+    gen = {"steps": 2, "guidance_scale": 5.0, "seed_base": 0, "batch_size": 1, "scheduler": None, "dtype": None}
+
+    def run(vae, name):
+        done = tmp_path / name / "shard-0-of-1.done"
+        smk = SimpleNamespace(
+            input=SimpleNamespace(prompts=str(prompts)), output=[str(done)], log=[str(tmp_path / f"{name}.log")],
+            wildcards=SimpleNamespace(shard="0"),
+            params=SimpleNamespace(model=str(base), vae=vae, gen=gen, kind="sdxl", n_shards=1),
+        )
+        runpy.run_path(str(REPO / "workflow" / "scripts" / "generate.py"), init_globals={"snakemake": smk})
+        return np.asarray(Image.open(done.parent / "00000.png"), dtype=np.int16)
+
+    sys_path = list(sys.path)
+    sys.path.insert(0, str(REPO / "workflow" / "scripts"))  # the scripts' `_log`
+    stdout, stderr = sys.stdout, sys.stderr
+    try:
+        own = run(None, "own")
+        swapped = run(str(vae_dir), "swapped")
+    finally:
+        sys.stdout, sys.stderr = stdout, stderr  # _log sends them to the log file
+        sys.path[:] = sys_path
+    assert own.shape == swapped.shape and np.abs(own - swapped).max() > 0
+    # the same as decoding with that VAE put into the base pipeline by hand
+    from inpo.generate import generate_images
+    from inpo.models import load_components
+
+    comps = load_components(base, kind="sdxl")
+    comps["vae"] = AutoencoderKL.from_pretrained(vae_dir)
+    generate_images(comps, pd.read_parquet(prompts), tmp_path / "by_hand", kind="sdxl", num_inference_steps=2,
+                    guidance_scale=5.0, seed_base=0, batch_size=1, progress=False)
+    by_hand = np.asarray(Image.open(tmp_path / "by_hand" / "00000.png"), dtype=np.int16)
+    assert np.array_equal(swapped, by_hand)

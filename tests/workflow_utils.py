@@ -29,9 +29,24 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
+def link_user_profile(workdir: Path) -> Path:
+    """What `make setup` does for a user (``~/.config/snakemake/slurm`` -> ``profiles/slurm``), inside
+    ``workdir``: returns the folder to use as ``XDG_CONFIG_HOME``, so that ``--profile slurm`` finds the
+    scratch copy's profile and not whichever clone last ran `make setup`."""
+    xdg = workdir / ".xdg"
+    (xdg / "snakemake").mkdir(parents=True, exist_ok=True)
+    link = xdg / "snakemake" / "slurm"
+    if not link.is_symlink():
+        link.symlink_to(workdir / "profiles" / "slurm", target_is_directory=True)
+    return xdg
+
+
 def run_snakemake(workdir: Path, *args: str, timeout: int = 1500, check: bool = True) -> subprocess.CompletedProcess:
+    """``snakemake *args`` in ``workdir`` offline; ``--profile slurm`` means the scratch copy's profile."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    if "--profile" in args:
+        env["XDG_CONFIG_HOME"] = str(link_user_profile(workdir))
     cmd = ["timeout", "-s", "INT", "-k", "30", str(timeout), snakemake_bin(), *args]
     r = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True)
     if check and r.returncode != 0:

@@ -16,8 +16,6 @@ from typing import Any, Literal
 
 import yaml
 
-Method = Literal["inpo", "dpo", "sft", "kto"]
-
 
 @dataclass
 class InversionConfig:
@@ -37,7 +35,8 @@ class InversionConfig:
 class MethodConfig:
     """How ``(x_t, target)`` and the loss are built."""
 
-    name: Method = "inpo"
+    name: str = "inpo"
+    """A method registered in :data:`inpo.methods.METHODS` (inpo, dpo, sft, kto, or one you add)."""
     beta: float = 2000.0
     """DPO/KTO temperature (InPO SD1.5: 2000, SDXL: 5000; Diffusion-DPO 5000; KTO 1000)."""
     t_min: int = 0
@@ -154,7 +153,10 @@ def _check_literal(hint, value, where):
 
 def train_config_from_dict(data: dict[str, Any], where: str = "train") -> TrainConfig:
     cfg = _from_dict(TrainConfig, data, where)
-    validate(cfg)
+    try:
+        validate(cfg)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
     return cfg
 
 
@@ -164,7 +166,12 @@ def load_train_config(path: str | Path) -> TrainConfig:
 
 
 def validate(cfg: TrainConfig) -> None:
+    """Check value ranges and ask the method registry whether ``method.name`` exists, what it needs
+    from the data and whether its own settings are valid (:meth:`inpo.methods.Method.validate`)."""
+    from .methods import get_method  # lazy: importing inpo.config stays torch-free
+
     m = cfg.method
+    method = get_method(m.name)
     if not 0 <= m.t_min <= m.t_max <= 999:
         raise ValueError(f"method: need 0 <= t_min <= t_max <= 999, got [{m.t_min}, {m.t_max}]")
     if not 0 <= m.caption_dropout <= 1:
@@ -173,9 +180,11 @@ def validate(cfg: TrainConfig) -> None:
         raise ValueError(f"method.inversion.n_steps must be >= 1, got {m.inversion.n_steps}")
     if m.inversion.guidance_scale < 1:
         raise ValueError("method.inversion.guidance_scale must be >= 1")
+    method.validate(m)
     if cfg.micro_batch_size < 1 or cfg.grad_accum < 1 or cfg.max_updates < 0:
         raise ValueError("micro_batch_size and grad_accum must be >= 1, max_updates >= 0")
     if cfg.data.kind == "pairs" and not cfg.data.index:
         raise ValueError("data.index: the filtered pair index is required for data.kind = pairs")
-    if cfg.data.kind == "toy_images" and m.name != "sft":
-        raise ValueError("data.kind = toy_images only trains with method.name = sft")
+    if cfg.data.kind == "toy_images" and method.needs(m).loser:
+        raise ValueError(f"data.kind = toy_images has no loser images; method {m.name!r} needs pairs "
+                         "(use a winners-only method such as sft)")

@@ -22,6 +22,8 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from inpo import hub
+
 KINDS = ("sd15", "sdxl")
 DEFAULT_GUIDANCE = {"sd15": 7.5, "sdxl": 5.0}  # spec section 5: CFG 7.5 (SD1.5) / 5 (SDXL)
 
@@ -83,13 +85,8 @@ def initial_latents(index: int, shape: Sequence[int], seed_base: int = 0) -> tup
 
 def resolve_device_dtype(device=None, dtype=None) -> tuple[torch.device, torch.dtype]:
     """cuda if available else cpu; float16 on GPU, float32 on CPU unless ``dtype`` says otherwise."""
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if dtype is None:
-        dtype = torch.float16 if device.type == "cuda" else torch.float32
-    elif isinstance(dtype, str):
-        names = {"fp16": "float16", "half": "float16", "bf16": "bfloat16", "fp32": "float32"}
-        dtype = getattr(torch, names.get(dtype.lower(), dtype.lower()))
-    return device, dtype
+    device = hub.resolve_device(device)
+    return device, hub.resolve_dtype(dtype, default=torch.float16 if device.type == "cuda" else torch.float32)
 
 
 def _pipeline_class(kind: str):
@@ -120,7 +117,8 @@ def load_pipeline(pipeline_path_or_components: Any, kind: str = "sd15", *, dtype
         pipe = cls(**comps)
     else:
         extra = {"safety_checker": None, "requires_safety_checker": False} if kind == "sd15" else {}
-        pipe = cls.from_pretrained(str(src), torch_dtype=dtype or torch.float32, **extra)
+        pipe = hub.from_pretrained(cls, str(src), what="diffusers pipeline", option="pipeline path",
+                                   torch_dtype=dtype or torch.float32, **extra)
     if kind == "sd15" and getattr(pipe, "safety_checker", None) is not None:
         pipe.safety_checker = None
     return pipe

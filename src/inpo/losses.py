@@ -10,6 +10,11 @@ import torch
 import torch.nn.functional as F
 
 
+def per_image_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``mean_CHW((pred - target)^2)`` per image, in float32."""
+    return ((pred.float() - target.float()) ** 2).mean(dim=list(range(1, pred.ndim)))
+
+
 def dpo_loss(
     model_err_w: torch.Tensor,
     model_err_l: torch.Tensor,
@@ -48,7 +53,7 @@ def kto_kl(model_err: torch.Tensor, ref_err: torch.Tensor) -> torch.Tensor:
     """Local KL estimate of Diffusion-KTO: ``clamp(mean_batch(r - m), min=0)``, detached.
 
     Across processes, average ``mean(r - m)`` first (all-reduce) and clamp after; see
-    :func:`inpo.methods.KTO`.
+    :class:`inpo.methods.KTO`.
     """
     return (ref_err - model_err).mean().detach().clamp(min=0)
 

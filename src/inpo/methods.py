@@ -1,7 +1,14 @@
-"""How each method builds ``(x_t, target)`` and its loss from a batch.
+"""Training methods: each one class in one registry (:data:`METHODS`).
 
 InPO, Diffusion-DPO, SFT and KTO share everything else (the trainer, the encoders, the error
-computation); they differ only in :func:`build_inputs` and :func:`method_loss`.
+computation). A method states what it :meth:`~Method.needs` from the trainer (a frozen reference,
+the loser image, the unconditional branch, an inversion UNet), how it builds (:meth:`~Method.build`)
+``(x_t, t, target)`` for a micro-batch, and its :meth:`~Method.loss` from per-image errors. The
+trainer and :func:`inpo.config.validate` ask the registry (:func:`get_method`) and name no method.
+
+Add a method: a subclass of :class:`Method` in this module, decorated with :func:`register`, and
+its loss function in :mod:`inpo.losses`; ``method.name`` in a config then selects it (every
+process that reads a config imports this module, so it knows the method). ``tests/test_methods.py`` registers one and trains it through the real trainer.
 
 Every random draw of a pair (caption dropout, timestep, VAE posterior sample, noise, inversion
 noise) comes from generators seeded by ``(seed, epoch, pair index)``, so a pair's draws do not
@@ -12,14 +19,18 @@ depend on which micro-batch, process or resumed run it lands in. This is what ma
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 
-from .config import MethodConfig
+from .conditioning import Cond, UNetEps
 from .inversion import add_noise, ddim_invert, reparametrized_target
 from .losses import dpo_loss, kto_kl, kto_loss, sft_loss
+
+if TYPE_CHECKING:
+    from .config import MethodConfig
 
 # --------------------------------------------------------------------------- seeding
 
@@ -58,103 +69,21 @@ def draw_dropout(gens: list[torch.Generator], p: float) -> list[bool]:
     return [bool(torch.rand((), generator=g) < p) for g in gens]
 
 
-# --------------------------------------------------------------------------- conditioning
+# --------------------------------------------------------------------------- the method interface
 
 
-@dataclass
-class Cond:
-    """UNet conditioning for a batch: ``encoder_hidden_states`` (+ SDXL ``added_cond_kwargs``)."""
+@dataclass(frozen=True)
+class Needs:
+    """What a method needs the trainer to provide."""
 
-    hidden: torch.Tensor
-    added: dict[str, torch.Tensor] | None = None
-
-    def kwargs(self) -> dict:
-        out = {"encoder_hidden_states": self.hidden}
-        if self.added is not None:
-            out["added_cond_kwargs"] = self.added
-        return out
-
-    def select(self, mask_or_index) -> Cond:
-        added = None if self.added is None else {k: v[mask_or_index] for k, v in self.added.items()}
-        return Cond(self.hidden[mask_or_index], added)
-
-    def repeat2(self) -> Cond:
-        """Winner and loser rows: ``cat([c, c])``."""
-        added = None if self.added is None else {k: torch.cat([v, v]) for k, v in self.added.items()}
-        return Cond(torch.cat([self.hidden, self.hidden]), added)
-
-    @staticmethod
-    def cat(a: Cond, b: Cond) -> Cond:
-        added = None if a.added is None else {k: torch.cat([a.added[k], b.added[k]]) for k in a.added}
-        return Cond(torch.cat([a.hidden, b.hidden]), added)
-
-
-class TextConditioner:
-    """Encodes captions into UNet conditioning, for SD1.5 (one CLIP text encoder) and SDXL
-    (two encoders, penultimate hidden states concatenated, pooled embedding of the second,
-    micro-conditioning ``time_ids = [res, res, 0, 0, res, res]``)."""
-
-    def __init__(self, tokenizers, text_encoders, *, kind: str = "sd15", resolution: int = 512):
-        self.tokenizers = list(tokenizers)
-        self.text_encoders = list(text_encoders)
-        self.kind = kind
-        self.resolution = resolution
-
-    @torch.no_grad()
-    def __call__(self, captions: Sequence[str], device) -> Cond:
-        if self.kind == "sd15":
-            ids = self._ids(self.tokenizers[0], captions, device)
-            return Cond(self.text_encoders[0](ids)[0])
-        hidden, pooled = [], None
-        for tok, enc in zip(self.tokenizers, self.text_encoders):
-            out = enc(self._ids(tok, captions, device), output_hidden_states=True)
-            hidden.append(out.hidden_states[-2])
-            pooled = out[0]  # CLIPTextModelWithProjection: text_embeds of the last encoder
-        r = self.resolution
-        time_ids = torch.tensor([[r, r, 0, 0, r, r]] * len(captions), device=device, dtype=pooled.dtype)
-        return Cond(torch.cat(hidden, dim=-1), {"text_embeds": pooled, "time_ids": time_ids})
-
-    @staticmethod
-    def _ids(tokenizer, captions, device):
-        return tokenizer(
-            list(captions), padding="max_length", max_length=tokenizer.model_max_length,
-            truncation=True, return_tensors="pt",
-        ).input_ids.to(device)
-
-
-class UNetEps:
-    """``eps_fn(z, timesteps)`` for :func:`inpo.inversion.ddim_invert`: a UNet with its
-    conditioning bound, optional classifier-free guidance, and ``subset(mask)``."""
-
-    def __init__(self, unet, cond: Cond, *, uncond: Cond | None = None, guidance_scale: float = 1.0,
-                 _counter: list[int] | None = None):
-        if guidance_scale != 1.0 and uncond is None:
-            raise ValueError("inversion guidance_scale != 1 needs the unconditional branch")
-        self.unet, self.cond, self.uncond, self.guidance_scale = unet, cond, uncond, guidance_scale
-        self._counter = _counter if _counter is not None else [0]
-
-    @property
-    def calls(self) -> int:
-        """UNet calls made through this predictor and its subsets."""
-        return self._counter[0]
-
-    def __call__(self, z: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-        self._counter[0] += 1
-        if self.guidance_scale == 1.0:
-            return self.unet(z, timesteps, **self.cond.kwargs()).sample
-        both = Cond.cat(self.uncond, self.cond)
-        eps_u, eps_c = self.unet(torch.cat([z, z]), torch.cat([timesteps, timesteps]), **both.kwargs()).sample.chunk(2)
-        return eps_u + self.guidance_scale * (eps_c - eps_u)
-
-    def subset(self, mask: torch.Tensor) -> UNetEps:
-        return UNetEps(
-            self.unet, self.cond.select(mask),
-            uncond=None if self.uncond is None else self.uncond.select(mask),
-            guidance_scale=self.guidance_scale, _counter=self._counter,
-        )
-
-
-# --------------------------------------------------------------------------- inputs and losses
+    reference: bool = True
+    """A frozen copy of the initial policy, whose per-image errors ``ref_err`` reach :meth:`Method.loss`."""
+    loser: bool = True
+    """The loser image of each pair (``latents_l``); ``False``: winners only (no loser is decoded)."""
+    uncond: bool = False
+    """The conditioning of the empty caption (``uncond``), e.g. for classifier-free guidance."""
+    inversion: bool = False
+    """A UNet to invert with (``inversion_unet``): the policy or the reference, per ``inversion.model``."""
 
 
 @dataclass
@@ -168,41 +97,132 @@ class Inputs:
     desirable: torch.Tensor | None = None  # KTO labels, one per row
 
 
-def build_inputs(
-    cfg: MethodConfig,
-    latents_w: torch.Tensor,
-    latents_l: torch.Tensor | None,
-    cond: Cond,
-    gens: PairGenerators,
-    alphas_cumprod: torch.Tensor,
-    *,
-    inversion_unet=None,
-    uncond: Cond | None = None,
-) -> Inputs:
-    """Build ``(x_t, t, target)`` for one micro-batch of ``B`` pairs (rows: winners then losers)."""
-    device = latents_w.device
-    shape = latents_w.shape[1:]
-    if cfg.name == "sft":
-        t = draw_timesteps(gens.pair, cfg.t_min, cfg.t_max).to(device)
-        noise = _randn_each(gens.w, shape, device, latents_w.dtype)
+AllReduceMean = Callable[[torch.Tensor], torch.Tensor]
+
+
+class Method:
+    """A training method. Subclasses set :attr:`name` and implement :meth:`build` and :meth:`loss`."""
+
+    name: ClassVar[str]
+
+    def needs(self, cfg: MethodConfig) -> Needs:
+        """What the trainer must provide for ``cfg`` (default: reference and loser)."""
+        return Needs()
+
+    def validate(self, cfg: MethodConfig) -> None:
+        """Method-specific config checks (raise ``ValueError`` naming the key); default: none."""
+
+    def build(
+        self,
+        cfg: MethodConfig,
+        latents_w: torch.Tensor,
+        latents_l: torch.Tensor | None,
+        cond: Cond,
+        gens: PairGenerators,
+        alphas_cumprod: torch.Tensor,
+        *,
+        inversion_unet=None,
+        uncond: Cond | None = None,
+    ) -> Inputs:
+        """``(x_t, t, target)`` for one micro-batch of ``B`` pairs, under ``no_grad``.
+
+        Rows are the winners (then the losers when :attr:`Needs.loser`); ``latents_l``,
+        ``inversion_unet`` and ``uncond`` are given exactly when :meth:`needs` asks for them.
+        """
+        raise NotImplementedError
+
+    def loss(
+        self,
+        cfg: MethodConfig,
+        model_err: torch.Tensor,
+        ref_err: torch.Tensor | None,
+        inputs: Inputs,
+        *,
+        all_reduce_mean: AllReduceMean | None = None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Loss and metrics from per-image errors (rows as in :meth:`build`); ``ref_err`` is
+        ``None`` exactly when :attr:`Needs.reference` is false; ``all_reduce_mean`` averages a
+        tensor over the processes (the trainer passes it; the identity with one process)."""
+        raise NotImplementedError
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register(cls: type[Method]) -> type[Method]:
+    """Class decorator: make ``cls`` selectable as ``method.name: <cls.name>``."""
+    if cls.name in METHODS:
+        raise ValueError(f"method {cls.name!r} is already registered ({type(METHODS[cls.name]).__name__})")
+    METHODS[cls.name] = cls()
+    return cls
+
+
+def get_method(name: str) -> Method:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ValueError(f"method.name: unknown method {name!r}; registered: {sorted(METHODS)}") from None
+
+
+# --------------------------------------------------------------------------- the methods
+
+
+def _pair_rows(latents_w: torch.Tensor, latents_l: torch.Tensor, cond: Cond) -> tuple[torch.Tensor, Cond]:
+    """Winner rows then loser rows, each with its pair's conditioning."""
+    return torch.cat([latents_w, latents_l]), cond.repeat2()
+
+
+@register
+class SFT(Method):
+    """Plain epsilon-MSE on the winner image only; no reference model."""
+
+    name = "sft"
+
+    def needs(self, cfg):
+        return Needs(reference=False, loser=False)
+
+    def build(self, cfg, latents_w, latents_l, cond, gens, alphas_cumprod, *, inversion_unet=None, uncond=None):
+        t = draw_timesteps(gens.pair, cfg.t_min, cfg.t_max).to(latents_w.device)
+        noise = _randn_each(gens.w, latents_w.shape[1:], latents_w.device, latents_w.dtype)
         return Inputs(add_noise(latents_w, noise, t, alphas_cumprod), t, noise, cond)
 
-    assert latents_l is not None, f"method {cfg.name} needs winner and loser images"
-    x0 = torch.cat([latents_w, latents_l])
-    cond2 = cond.repeat2()
-    if cfg.name == "dpo":
+    def loss(self, cfg, model_err, ref_err, inputs, *, all_reduce_mean=None):
+        return sft_loss(model_err)
+
+
+@register
+class DPO(Method):
+    """Diffusion-DPO: one ``t`` and one noise per pair, shared by its winner and loser; target = noise."""
+
+    name = "dpo"
+
+    def build(self, cfg, latents_w, latents_l, cond, gens, alphas_cumprod, *, inversion_unet=None, uncond=None):
+        device = latents_w.device
+        x0, cond2 = _pair_rows(latents_w, latents_l, cond)
         t = draw_timesteps(gens.pair, cfg.t_min, cfg.t_max).to(device)
-        noise = _randn_each(gens.pair, shape, device, latents_w.dtype)  # shared by w and l
+        noise = _randn_each(gens.pair, latents_w.shape[1:], device, latents_w.dtype)  # shared by w and l
         t2, noise2 = torch.cat([t, t]), torch.cat([noise, noise])
         return Inputs(add_noise(x0, noise2, t2, alphas_cumprod), t2, noise2, cond2)
-    if cfg.name == "kto":
-        t2 = torch.cat([draw_timesteps(gens.w, cfg.t_min, cfg.t_max), draw_timesteps(gens.l, cfg.t_min, cfg.t_max)])
-        t2 = t2.to(device)
-        noise2 = torch.cat([_randn_each(gens.w, shape, device, x0.dtype), _randn_each(gens.l, shape, device, x0.dtype)])
-        desirable = torch.tensor([True] * len(latents_w) + [False] * len(latents_l), device=device)
-        return Inputs(add_noise(x0, noise2, t2, alphas_cumprod), t2, noise2, cond2, desirable)
-    if cfg.name == "inpo":
-        t = draw_timesteps(gens.pair, cfg.t_min, cfg.t_max).to(device)
+
+    def loss(self, cfg, model_err, ref_err, inputs, *, all_reduce_mean=None):
+        mw, ml = model_err.chunk(2)
+        rw, rl = ref_err.chunk(2)
+        return dpo_loss(mw, ml, rw, rl, cfg.beta)
+
+
+@register
+class InPO(DPO):
+    """DDIM-InPO (``algorithm.md`` section 1): one ``t`` per pair; each image DDIM-inverted to
+    ``t`` with its own reparametrized target; the DPO-form loss."""
+
+    name = "inpo"
+
+    def needs(self, cfg):
+        return Needs(uncond=cfg.inversion.guidance_scale != 1.0, inversion=True)
+
+    def build(self, cfg, latents_w, latents_l, cond, gens, alphas_cumprod, *, inversion_unet=None, uncond=None):
+        x0, cond2 = _pair_rows(latents_w, latents_l, cond)
+        t = draw_timesteps(gens.pair, cfg.t_min, cfg.t_max).to(latents_w.device)
         t2 = torch.cat([t, t])  # one t per pair, shared by its winner and loser
         inv = cfg.inversion
         eps_fn = UNetEps(
@@ -214,38 +234,29 @@ def build_inputs(
                         generator=gens.w + gens.l)
         target = reparametrized_target(z, x0, t2, alphas_cumprod)  # each image its own target
         return Inputs(z, t2, target, cond2)
-    raise ValueError(f"unknown method {cfg.name!r}")
 
 
-def per_image_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """``mean_CHW((pred - target)^2)`` per image, in float32."""
-    return ((pred.float() - target.float()) ** 2).mean(dim=list(range(1, pred.ndim)))
+@register
+class KTO(Method):
+    """Diffusion-KTO on pairs: the winner desirable, the loser undesirable, each image its own
+    ``t`` and noise; the KL estimate is all-reduced across processes before clamping."""
 
+    name = "kto"
 
-def method_loss(
-    cfg: MethodConfig,
-    model_err: torch.Tensor,
-    ref_err: torch.Tensor | None,
-    inputs: Inputs,
-    *,
-    all_reduce_mean=None,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The loss of ``cfg.name`` from per-image errors (rows: winners then losers)."""
-    if cfg.name == "sft":
-        return sft_loss(model_err)
-    assert ref_err is not None
-    if cfg.name in ("dpo", "inpo"):
-        mw, ml = model_err.chunk(2)
-        rw, rl = ref_err.chunk(2)
-        return dpo_loss(mw, ml, rw, rl, cfg.beta)
-    if cfg.name == "kto":
-        g_mean = (ref_err - model_err).mean().detach()
-        if all_reduce_mean is not None:
-            g_mean = all_reduce_mean(g_mean)
-        kl = g_mean.clamp(min=0) if all_reduce_mean is not None else kto_kl(model_err, ref_err)
+    def build(self, cfg, latents_w, latents_l, cond, gens, alphas_cumprod, *, inversion_unet=None, uncond=None):
+        device = latents_w.device
+        x0, cond2 = _pair_rows(latents_w, latents_l, cond)
+        shape = latents_w.shape[1:]
+        t2 = torch.cat([draw_timesteps(gens.w, cfg.t_min, cfg.t_max), draw_timesteps(gens.l, cfg.t_min, cfg.t_max)])
+        t2 = t2.to(device)
+        noise2 = torch.cat([_randn_each(gens.w, shape, device, x0.dtype), _randn_each(gens.l, shape, device, x0.dtype)])
+        desirable = torch.tensor([True] * len(latents_w) + [False] * len(latents_l), device=device)
+        return Inputs(add_noise(x0, noise2, t2, alphas_cumprod), t2, noise2, cond2, desirable)
+
+    def loss(self, cfg, model_err, ref_err, inputs, *, all_reduce_mean=None):
+        if all_reduce_mean is None:
+            kl = kto_kl(model_err, ref_err)
+        else:
+            kl = all_reduce_mean((ref_err - model_err).mean().detach()).clamp(min=0)
         return kto_loss(model_err, ref_err, inputs.desirable, cfg.beta, kl=kl)
-    raise ValueError(f"unknown method {cfg.name!r}")
 
-
-def needs_reference(cfg: MethodConfig) -> bool:
-    return cfg.name != "sft"

@@ -22,12 +22,11 @@ from typing import Any
 
 import torch
 
+from inpo import hub
+from inpo.hub import ModelUnavailableError
+
 SD15_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 SDXL_COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler")
-
-
-class ModelUnavailableError(RuntimeError):
-    """A model id could not be resolved (offline, no cache, or no network)."""
 
 
 def sd_scheduler_config() -> dict[str, Any]:
@@ -271,41 +270,10 @@ def save_pipeline(components: dict, out_dir: str | Path) -> Path:
     return out
 
 
-def _is_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def _unavailable(model_id: str, what: str, err: BaseException) -> ModelUnavailableError:
-    mode = "HF_HUB_OFFLINE is set and it is not in the local cache" if _is_offline() else "it could not be downloaded"
-    return ModelUnavailableError(
-        f"cannot load {what} {model_id!r}: {mode} ({type(err).__name__}: {str(err)[:200]}). "
-        f"Point the config at a local copy instead: set model.path (or model.vae for the VAE) to a local "
-        f"diffusers folder, e.g. one made with `huggingface-cli download {model_id} --local-dir DIR` "
-        f"on a machine with network access."
-    )
-
-
 def _from_pretrained(cls, source: str, what: str, **kw):
-    """cls.from_pretrained that fails fast with ModelUnavailableError for an unresolvable hub id."""
-    local = Path(source).expanduser().exists()
-    if local:
-        return cls.from_pretrained(str(Path(source).expanduser()), **kw)
-    try:
-        # cache hit (or offline mode): never touches the network, so no retry loops
-        return cls.from_pretrained(source, local_files_only=True, **kw)
-    except Exception as err:  # noqa: BLE001 - transformers/diffusers raise OSError/EnvironmentError/ValueError
-        if _is_offline():
-            raise _unavailable(source, what, err) from err
-        first = err
-    old = os.environ.get("HF_HUB_ETAG_TIMEOUT")
-    os.environ["HF_HUB_ETAG_TIMEOUT"] = old or "5"
-    try:
-        return cls.from_pretrained(source, **kw)
-    except Exception as err:  # noqa: BLE001
-        raise _unavailable(source, what, err) from first
-    finally:
-        if old is None:
-            os.environ.pop("HF_HUB_ETAG_TIMEOUT", None)
+    """``cls.from_pretrained`` through :mod:`inpo.hub` (local folder, or hub id cache first)."""
+    option = "model.vae" if what == "VAE" else "model.base"
+    return hub.from_pretrained(cls, source, what=what, option=option, **kw)
 
 
 def load_components(

@@ -1,5 +1,9 @@
 """Glue between the validated workflow config and the package (pure, tested; no Snakemake import).
 
+An experiment (the paper) instantiates the workflow once per model family (:func:`experiment_configs`);
+each family's config is a base file plus overlays, merged as JSON merge patches (:func:`merge_patch`).
+Every path of an experiment lies in its ``results`` folder (:func:`results_path`).
+
 The Snakemake rules only call these functions (through ``workflow/scripts``) and the functions of
 the concept modules. Run composition:
 
@@ -24,7 +28,62 @@ import yaml
 from .config import train_config_from_dict
 
 ABLATION_COLUMNS = ["run", "sweep", "setting", "value", "base_run", "overrides", "paper_row"]
-RESULTS = "results"
+
+
+def results_path(config: dict, path: str = "") -> str:
+    """``path`` inside the experiment's results folder (``config["results"]``, default ``results``)."""
+    root = str(config.get("results", "results")).rstrip("/")
+    return f"{root}/{path}" if path else root
+
+
+# --------------------------------------------------------------------------- experiments
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """``patch`` applied to ``target`` as a JSON merge patch (RFC 7396): mappings merge key by key,
+    a ``null`` value deletes the key, anything else (lists, scalars) replaces. Returns a new object."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = copy.deepcopy(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patch(out.get(key), value)
+    return out
+
+
+def load_overlays(items: list, where: str = "experiment") -> dict:
+    """One family's config: the first item as written, each later one a merge patch on top
+    (:func:`merge_patch`). Items are YAML file paths or inline mappings."""
+    out: dict = {}
+    for i, item in enumerate(items):
+        if isinstance(item, dict):
+            layer = item
+        else:
+            path = Path(str(item))
+            if not path.is_file():
+                raise FileNotFoundError(f"{where}: config file {str(item)!r} (item {i + 1}) does not exist")
+            layer = yaml.safe_load(path.read_text()) or {}
+            if not isinstance(layer, dict):
+                raise ValueError(f"{where}: {path} is not a mapping of config keys")
+        out = copy.deepcopy(layer) if i == 0 else merge_patch(out, layer)
+    return out
+
+
+def experiment_configs(config: dict) -> dict[str, dict]:
+    """``config["experiments"]`` (family -> config files / inline overlays) -> family -> merged config.
+    The families must write to different ``results`` folders."""
+    families = {name: load_overlays(list(items), where=f"experiments.{name}")
+                for name, items in config["experiments"].items()}
+    roots: dict[str, str] = {}
+    for name, cfg in families.items():
+        root = results_path(cfg)
+        if root in roots:
+            raise ValueError(f"experiments: families {roots[root]!r} and {name!r} both write to {root!r}; "
+                             f"give each its own `results` folder")
+        roots[root] = name
+    return families
 
 
 # --------------------------------------------------------------------------- ablation sheet
@@ -58,9 +117,9 @@ def read_ablations(path: str | Path, main_runs: dict[str, Any]) -> pd.DataFrame:
         run = row["run"].strip()
         if not run or any(c in run for c in "/ \t"):
             raise ValueError(f"{where}: column 'run' must be a non-empty name without '/' or spaces, got {run!r}")
-        if run in main_runs:
+        if run in main_runs or run == "base":  # a model that exists already: shown, not trained again
             if row["overrides"].strip() or (row["base_run"].strip() not in ("", run)):
-                raise ValueError(f"{where}: run {run!r} is a main run; it cannot have overrides here")
+                raise ValueError(f"{where}: run {run!r} is a main run or the base model; it cannot have overrides here")
         elif row["base_run"].strip() not in main_runs:
             raise ValueError(f"{where}: column 'base_run' must name a main run {sorted(main_runs)}, "
                              f"got {row['base_run']!r}")
@@ -79,7 +138,7 @@ def all_runs(config: dict, ablations: pd.DataFrame | None) -> dict[str, dict[str
     if ablations is not None:
         for _, row in ablations.iterrows():
             name = row["run"].strip()
-            if name in runs:
+            if name in runs or name == "base":
                 continue
             base = runs[row["base_run"].strip()]
             over = {**base["overrides"], **parse_overrides(row["overrides"])}
@@ -108,10 +167,19 @@ def init_chain_ok(runs: dict[str, dict[str, Any]]) -> None:
 def model_source(config: dict, model: str, runs: dict[str, Any]) -> str:
     """Path (or hub id) of a model's diffusers pipeline."""
     if model in runs or model == "toy_init":
-        return f"{RESULTS}/models/{model}"
+        return results_path(config, f"models/{model}")
     if model == "base":
         return str(config["model"]["base"])
     raise KeyError(f"unknown model {model!r}; models are 'base', 'toy_init' and the runs {sorted(runs)}")
+
+
+def model_vae(config: dict, model: str, runs: dict[str, Any]) -> str | None:
+    """The separate VAE to decode ``model``'s samples with: ``model.vae`` for a base given by hub id or
+    folder (SDXL: the fp16-fix VAE, so Base-SDXL decodes as the trained models do); ``None`` for a
+    pipeline-made model, whose folder already holds the VAE it was trained with."""
+    if model == "base" and not is_local_product(config, model, runs):
+        return config["model"].get("vae")
+    return None
 
 
 def is_local_product(config: dict, model: str, runs: dict[str, Any]) -> bool:
@@ -134,10 +202,10 @@ def run_train_config(config: dict, run: str, runs: dict[str, Any]) -> dict[str, 
     d = copy.deepcopy(config["training"])
     for key, value in spec["overrides"].items():
         set_dotted(d, key, value)
-    d["output_dir"] = f"{RESULTS}/models/{run}"
-    d["state_dir"] = f"{RESULTS}/state/{run}"
-    d["log_csv"] = f"{RESULTS}/state/{run}/log.csv"
-    d["tensorboard_dir"] = f"{RESULTS}/state/{run}/tensorboard"
+    d["output_dir"] = results_path(config, f"models/{run}")
+    d["state_dir"] = results_path(config, f"state/{run}")
+    d["log_csv"] = results_path(config, f"state/{run}/log.csv")
+    d["tensorboard_dir"] = results_path(config, f"state/{run}/tensorboard")
     d.setdefault("model", {})
     d["model"]["pretrained"] = model_source(config, spec["init"], runs)
     d["model"].setdefault("kind", config.get("kind", "sd15"))
@@ -157,7 +225,7 @@ def pairs_index(config: dict, feedback: str | None = None) -> str:
     """The pair index a run trains on: human labels, or relabelled by an evaluator (paper 5.3)
     when the run (or ``data.train_on_feedback`` for every run) names one."""
     fb = feedback or config["data"].get("train_on_feedback")
-    return f"{RESULTS}/data/pairs_{fb}.parquet" if fb else f"{RESULTS}/data/pairs.parquet"
+    return results_path(config, f"data/pairs_{fb}.parquet" if fb else "data/pairs.parquet")
 
 
 def write_yaml(obj: Any, path: str | Path) -> None:
@@ -221,7 +289,8 @@ def ablation_runs_table(ablations: pd.DataFrame, config: dict) -> pd.DataFrame:
     for _, r in ablations.iterrows():
         rows.append({
             "run": r["run"], "sweep": r["sweep"], "setting": r["setting"], "value": r["value"],
-            "benchmark": f"{RESULTS}/benchmarks/train/{r['run']}.tsv", "n_gpus": n_gpus,
+            "benchmark": "" if r["run"] == "base" else results_path(config, f"benchmarks/train/{r['run']}.tsv"),
+            "n_gpus": n_gpus,
             "prompt_set": prompt_set, "paper_row": r["paper_row"],
         })
     return pd.DataFrame(rows)

@@ -40,7 +40,9 @@ SCORE_COLUMNS = ["model", "prompt_set", "index", "prompt", "evaluator", "evaluat
 EVALUATOR_ORDER = ["aesthetic", "pickscore", "hps", "clip"]
 SOURCES = ("ours", "paper")
 
-#: our model names -> the paper's (SD1.5 runs); configs pass their own mapping.
+#: our model names (``base`` and the run names of ``config["runs"]``, not method names) -> the paper's
+#: (SD1.5 runs); configs pass their own ``report.name_map``. A new method needs no entry here: only a
+#: run with a published figure to stand beside does.
 DEFAULT_MODEL_NAMES = {
     "base": "Base-SD1.5",
     "sft": "SFT-SD1.5",

@@ -29,16 +29,10 @@ from pathlib import Path
 
 import torch
 
+from .conditioning import TextConditioner
 from .config import TrainConfig, load_train_config
-from .methods import (
-    PairGenerators,
-    TextConditioner,
-    build_inputs,
-    derive_seed,
-    method_loss,
-    needs_reference,
-    per_image_error,
-)
+from .losses import per_image_error
+from .methods import PairGenerators, derive_seed, draw_dropout, get_method
 
 LOG_COLUMNS = [
     "update", "pairs_seen", "loss", "implicit_acc", "model_err_w", "model_err_l",
@@ -88,29 +82,68 @@ def build_dataset(cfg: TrainConfig):
 
         return PreferencePairs(
             d.index, d.resolution, random_flip=d.random_flip, seed=cfg.seed,
-            winners_only=cfg.method.name == "sft",
+            winners_only=not get_method(cfg.method.name).needs(cfg.method).loser,
         )
     from .data.toy import ToyImageDataset, ToyWorld
 
     return ToyImageDataset(ToyWorld(**d.toy_world), d.toy_images, seed=cfg.seed)
 
 
-def fetch(dataset, items: list[tuple[int, int]]) -> dict:
-    """Collate the dataset items at ``(epoch, index)`` into a batch."""
-    rows = []
-    for epoch, idx in items:
-        if hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(epoch)
-        rows.append(dataset[idx])
+class StreamItems:
+    """``dataset`` keyed by ``(epoch, index)``: the item of ``index`` as drawn at ``epoch`` (flips)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        epoch, index = key
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+        return {**self.dataset[index], "epoch": epoch}
+
+
+class MicroBatches:
+    """Batch sampler of one process: the ``(epoch, index)`` items of each of its micro-batches, in
+    training order, from update ``start`` to ``cfg.max_updates`` (the global :class:`PairStream`
+    order cut by :func:`micro_batch_positions`)."""
+
+    def __init__(self, stream: PairStream, cfg: TrainConfig, n_proc: int, rank: int, start: int = 0):
+        self.stream, self.cfg, self.n_proc, self.rank, self.start = stream, cfg, n_proc, rank, start
+
+    def __len__(self) -> int:
+        return max(0, self.cfg.max_updates - self.start) * self.cfg.grad_accum
+
+    def __iter__(self):
+        for update in range(self.start, self.cfg.max_updates):
+            for micro in range(self.cfg.grad_accum):
+                yield self.stream.at(micro_batch_positions(update, micro, self.rank, self.cfg, self.n_proc))
+
+
+def assemble_batch(rows: list[dict]) -> dict:
+    """Collate items of :class:`StreamItems` into a micro-batch (``pixel_w`` [, ``pixel_l``] stacked)."""
     batch = {
         "pixel_w": torch.stack([r["pixel_w"] for r in rows]),
         "caption": [r["caption"] for r in rows],
-        "index": [idx for _, idx in items],
-        "epoch": [e for e, _ in items],
+        "index": [r["index"] for r in rows],
+        "epoch": [r["epoch"] for r in rows],
     }
     if "pixel_l" in rows[0]:
         batch["pixel_l"] = torch.stack([r["pixel_l"] for r in rows])
     return batch
+
+
+def micro_batch_loader(dataset, stream: PairStream, cfg: TrainConfig, n_proc: int, rank: int, start: int = 0,
+                       *, pin_memory: bool = False) -> torch.utils.data.DataLoader:
+    """The micro-batches of process ``rank`` from update ``start`` on, loaded by
+    ``cfg.data.num_workers`` worker processes (0: in this process) that prefetch ahead of the step.
+    Worker ``w`` loads micro-batches ``w, w + W, ...``; the loader returns them in training order."""
+    return torch.utils.data.DataLoader(
+        StreamItems(dataset), batch_sampler=MicroBatches(stream, cfg, n_proc, rank, start),
+        num_workers=cfg.data.num_workers, collate_fn=assemble_batch, pin_memory=pin_memory,
+    )
 
 
 # --------------------------------------------------------------------------- the model bundle
@@ -129,7 +162,7 @@ class Models:
         if cfg.model.gradient_checkpointing:
             self.policy.enable_gradient_checkpointing()
         self.reference = None
-        if needs_reference(cfg.method):
+        if get_method(cfg.method.name).needs(cfg.method).reference:
             import copy
 
             self.reference = copy.deepcopy(self.policy).requires_grad_(False).eval().to(device, weight_dtype)
@@ -154,37 +187,40 @@ class Models:
 
 
 def micro_step(cfg: TrainConfig, models: Models, policy, batch: dict, device, all_reduce_mean=None):
-    """Loss and metrics of one micro-batch: the only place where methods differ is
-    :func:`inpo.methods.build_inputs` / :func:`inpo.methods.method_loss`."""
+    """Loss and metrics of one micro-batch. The method (:func:`inpo.methods.get_method`) says what
+    it needs; this step provides it, runs the method's ``build``, the policy and reference
+    forwards, and returns the method's ``loss``."""
     mcfg = cfg.method
+    method = get_method(mcfg.name)
+    needs = method.needs(mcfg)
     gens = PairGenerators.for_indices(cfg.seed, batch["epoch"][0], batch["index"])
     if len(set(batch["epoch"])) > 1:  # a micro-batch across an epoch boundary: per-pair epochs
         per = [PairGenerators.for_indices(cfg.seed, e, [i]) for e, i in zip(batch["epoch"], batch["index"])]
         gens = PairGenerators([p.pair[0] for p in per], [p.w[0] for p in per], [p.l[0] for p in per])
-    drop = [bool(torch.rand((), generator=g) < mcfg.caption_dropout) for g in gens.pair]
+    drop = draw_dropout(gens.pair, mcfg.caption_dropout)
     captions = ["" if d else c for d, c in zip(drop, batch["caption"])]
     cond = models.text(captions, device)
-    uncond = None
-    if mcfg.name == "inpo" and mcfg.inversion.guidance_scale != 1.0:
-        uncond = models.text([""] * len(captions), device)
-    if "pixel_l" in batch and mcfg.name != "sft":  # one VAE call for winners and losers
+    uncond = models.text([""] * len(captions), device) if needs.uncond else None
+    if needs.loser:  # one VAE call for winners and losers
+        if "pixel_l" not in batch:
+            raise ValueError(f"method {mcfg.name!r} needs loser images, but the batch has none")
         latents_w, latents_l = models.encode(torch.cat([batch["pixel_w"], batch["pixel_l"]]), gens.w + gens.l).chunk(2)
     else:
         latents_w, latents_l = models.encode(batch["pixel_w"], gens.w), None
     inv_unet = None
-    if mcfg.name == "inpo":
+    if needs.inversion:
         inv_unet = models.reference if mcfg.inversion.model == "reference" else _unwrap(policy)
     with torch.no_grad():
-        inputs = build_inputs(mcfg, latents_w, latents_l, cond, gens, models.alphas_cumprod,
+        inputs = method.build(mcfg, latents_w, latents_l, cond, gens, models.alphas_cumprod,
                               inversion_unet=inv_unet, uncond=uncond)
     pred = policy(inputs.x_t, inputs.t, **inputs.cond.kwargs()).sample
     model_err = per_image_error(pred, inputs.target)
     ref_err = None
-    if models.reference is not None:
+    if needs.reference:
         with torch.no_grad():
             ref_pred = models.reference(inputs.x_t, inputs.t, **inputs.cond.kwargs()).sample
         ref_err = per_image_error(ref_pred, inputs.target)
-    return method_loss(mcfg, model_err, ref_err, inputs, all_reduce_mean=all_reduce_mean)
+    return method.loss(mcfg, model_err, ref_err, inputs, all_reduce_mean=all_reduce_mean)
 
 
 def _unwrap(model):
@@ -336,6 +372,7 @@ def train(cfg: TrainConfig, *, stop_after: int | None = None) -> dict:
     bar = tqdm(total=cfg.max_updates, initial=start, disable=not (cfg.progress and accelerator.is_main_process),
                desc=f"{cfg.method.name} {Path(cfg.output_dir).name}", unit="upd")
     A = cfg.grad_accum
+    batches = iter(micro_batch_loader(dataset, stream, cfg, n_proc, rank, start, pin_memory=device.type == "cuda"))
     done_here = 0
     for update in range(start, cfg.max_updates):
         t0 = time.perf_counter()
@@ -345,8 +382,7 @@ def train(cfg: TrainConfig, *, stop_after: int | None = None) -> dict:
             group["lr"] = lr
         sums: dict[str, float] = {}
         for micro in range(A):
-            items = stream.at(micro_batch_positions(update, micro, rank, cfg, n_proc))
-            batch = fetch(dataset, items)
+            batch = next(batches)
             sync = micro == A - 1
             with accelerator.no_sync(policy) if not sync and n_proc > 1 else nullcontext():
                 with accelerator.autocast():

@@ -9,6 +9,12 @@ from inpo import pipeline as P
 
 validate(config, schema="../schemas/config.schema.yaml")
 
+
+def results(path=""):
+    """``path`` inside this experiment's results folder (config key ``results``)."""
+    return P.results_path(config, path)
+
+
 ABLATIONS = P.read_ablations(config["ablations"], config["runs"]) if config.get("ablations") else None
 RUNS = P.all_runs(config, ABLATIONS)
 P.init_chain_ok(RUNS)
@@ -46,7 +52,7 @@ def res(group):
 def model_marker(model):
     """The file that proves a pipeline-made model exists ([] for a hub id / user folder)."""
     if P.is_local_product(config, model, RUNS):
-        return f"results/models/{model}/model_index.json"
+        return results(f"models/{model}/model_index.json")
     return []
 
 
@@ -54,11 +60,16 @@ def model_path(model):
     return P.model_source(config, model, RUNS)
 
 
+def model_vae(model):
+    return P.model_vae(config, model, RUNS)
+
+
 def run_inputs(wildcards):
     cfg = TRAIN_CONFIGS[wildcards.run]
-    out = {"config": f"results/configs/{wildcards.run}.yaml", "init": model_marker(RUNS[wildcards.run]["init"])}
+    out = {"config": results(f"configs/{wildcards.run}.yaml"), "init": model_marker(RUNS[wildcards.run]["init"])}
     if cfg["data"].get("kind", "pairs") == "pairs":
         out["pairs"] = cfg["data"]["index"]
+        out["images"] = results("data/pairs_images")  # the pack the index points into (filter_pairs)
     return out
 
 
@@ -73,25 +84,28 @@ def trainer_shell(wildcards, input):
 
 
 def shard_flags(model, prompt_set):
-    return [f"results/images/{model}/{prompt_set}/shard-{i}-of-{N_SHARDS}.done" for i in range(N_SHARDS)]
+    return [results(f"images/{model}/{prompt_set}/shard-{i}-of-{N_SHARDS}.done") for i in range(N_SHARDS)]
 
 
 def scores_of(models):
-    return [f"results/scores/{m}/{s}/{e}.parquet" for m in models for s in PROMPT_SETS for e in EVALUATORS]
+    return [results(f"scores/{m}/{s}/{e}.parquet") for m in models for s in PROMPT_SETS for e in EVALUATORS]
 
 
 def sweep_runs(sweep):
     return list(dict.fromkeys(ABLATIONS.loc[ABLATIONS["sweep"] == sweep, "run"]))
 
 
-NOTEBOOKS = ["table1_winrates", "table2_ablations", "supp_median_mean", "training_curves", "image_grids"]
+# Table 2 (and its notebook) only where an ablation sheet is given: the paper's SDXL family has none
+NOTEBOOKS = ["table1_winrates", "supp_median_mean", "training_curves", "image_grids"]
+if ABLATIONS is not None:
+    NOTEBOOKS.insert(1, "table2_ablations")
 TABLES = ["table1_winrates", "table2_ablations", "supp_median_mean", "toy_effect"]
 
 
 def report_targets():
-    out = [f"results/tables/{t}.{ext}" for t in TABLES for ext in ("csv", "tex")]
-    out += [f"results/notebooks/{n}.html" for n in NOTEBOOKS]
-    out += [f"results/data/pairs_{fb}.parquet" for fb in config["data"].get("ai_feedback", [])]
+    out = [results(f"tables/{t}.{ext}") for t in TABLES for ext in ("csv", "tex")]
+    out += [results(f"notebooks/{n}.html") for n in NOTEBOOKS]
+    out += [results(f"data/pairs_{fb}.parquet") for fb in config["data"].get("ai_feedback", [])]
     return out
 
 
@@ -115,30 +129,30 @@ TABLE_PARAMS = dict(
 
 
 def notebook_parameters(name):
-    scores = ["results/scores/all.parquet"]
+    scores = [results("scores/all.parquet")]
     common = dict(evaluators=EVALUATORS, evaluator_map=TABLE_PARAMS["evaluator_map"])
     if name == "table1_winrates":
         return dict(scores_paths=scores, model=REPORT["model"], baselines=REPORT["baselines"],
                     prompt_sets=PROMPT_SETS, name_map=TABLE_PARAMS["name_map"],
                     prompt_set_map=TABLE_PARAMS["table1_prompt_sets"], **common)
     if name == "table2_ablations":
-        return dict(scores_paths=scores, runs_csv="results/tables/ablation_runs.csv", benchmark_root=".",
+        return dict(scores_paths=scores, runs_csv=results("tables/ablation_runs.csv"), benchmark_root=".",
                     paper_rows={}, **common)  # the notebook's fixture default must not apply
     if name == "supp_median_mean":
         return dict(scores_paths=scores, models=EVAL_MODELS, prompt_sets=PROMPT_SETS,
                     name_map=TABLE_PARAMS["name_map"], prompt_set_map=TABLE_PARAMS["supp_prompt_sets"], **common)
     if name == "training_curves":
-        return dict(log_paths={r: f"results/logs/train/{r}.csv" for r in RUNS})
+        return dict(log_paths={r: results(f"logs/train/{r}.csv") for r in RUNS})
     if name == "image_grids":
-        return dict(images_dir="results/images", models=EVAL_MODELS, prompt_set=PROMPT_SETS[0],
+        return dict(images_dir=results("images"), models=EVAL_MODELS, prompt_set=PROMPT_SETS[0],
                     indices=REPORT.get("grid_indices", list(range(8))), scores_paths=scores)
     raise ValueError(name)
 
 
 def notebook_inputs(wildcards):
-    out = {"template": f"notebooks/{wildcards.notebook}.ipynb", "scores": "results/scores/all.parquet"}
+    out = {"template": f"notebooks/{wildcards.notebook}.ipynb", "scores": results("scores/all.parquet")}
     if wildcards.notebook == "training_curves":
-        out["logs"] = [f"results/logs/train/{r}.csv" for r in RUNS]
+        out["logs"] = [results(f"logs/train/{r}.csv") for r in RUNS]
     if wildcards.notebook == "table2_ablations":
-        out["runs"] = "results/tables/ablation_runs.csv"
+        out["runs"] = results("tables/ablation_runs.csv")
     return out

@@ -2,12 +2,15 @@
 
 
 rule filter_pairs:
-    """Stream the Pick-a-Pic shards: drop ties and undecodable pairs, winner first, manifest of counts."""
+    """Filter the Pick-a-Pic shards in parallel: drop ties, invalid labels and undecodable pairs; copy the kept
+    pairs' images into a random-access pack (one pair per row group); manifest of counts."""
     input:
-        toy_shards="results/data/pickapic/manifest.json" if TOY else [],
+        toy_shards=results("data/pickapic/manifest.json") if TOY else [],
     output:
-        index="results/data/pairs.parquet",
-        manifest="results/data/pairs_manifest.json",
+        index=results("data/pairs.parquet"),
+        manifest=results("data/pairs_manifest.json"),
+        images=directory(results("data/pairs_images")),
+    threads: 8  # shards filtered at once, one process each; Snakemake lowers it to the cores it has
     params:
         source=lambda w, input: str(Path(input.toy_shards).parent) if TOY else config["data"]["pickapic"],
         split=config["data"].get("split", "train"),
@@ -15,7 +18,7 @@ rule filter_pairs:
     conda:
         "../../envs/inpo.yaml"
     log:
-        "results/logs/filter_pairs.log",
+        results("logs/filter_pairs.log"),
     script:
         "../scripts/filter_pairs.py"
 
@@ -23,19 +26,20 @@ rule filter_pairs:
 rule ai_feedback:
     """Relabel the pairs with an evaluator (paper 5.3)."""
     input:
-        index="results/data/pairs.parquet",
+        index=results("data/pairs.parquet"),
+        images=results("data/pairs_images"),
     output:
-        index="results/data/pairs_{feedback}.parquet",
-        manifest="results/data/pairs_{feedback}.json",
+        index=results("data/pairs_{feedback}.parquet"),
+        manifest=results("data/pairs_{feedback}.json"),
     params:
         options=lambda w: evaluator_options(w.feedback),
         batch_size=config["evaluation"].get("score_batch_size", 16),
     conda:
         "../../envs/inpo.yaml"
     log:
-        "results/logs/ai_feedback_{feedback}.log",
+        results("logs/ai_feedback_{feedback}.log"),
     benchmark:
-        "results/benchmarks/ai_feedback_{feedback}.tsv"
+        results("benchmarks/ai_feedback_{feedback}.tsv")
     resources:
         **res("score"),
     script:
@@ -44,12 +48,13 @@ rule ai_feedback:
 
 rule prompts:
     """An evaluation prompt set as a table (index, prompt, ...)."""
+    localrule: True
     output:
-        "results/data/prompts/{prompt_set}.parquet",
+        results("data/prompts/{prompt_set}.parquet"),
     conda:
         "../../envs/inpo.yaml"
     log:
-        "results/logs/prompts_{prompt_set}.log",
+        results("logs/prompts_{prompt_set}.log"),
     params:
         spec=lambda w: config["evaluation"]["prompt_sets"][w.prompt_set],
     script:

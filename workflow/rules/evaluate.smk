@@ -4,20 +4,21 @@
 rule generate:
     input:
         model=lambda w: model_marker(w.model),
-        prompts="results/data/prompts/{prompt_set}.parquet",
+        prompts=results("data/prompts/{prompt_set}.parquet"),
     output:
-        "results/images/{model}/{prompt_set}/shard-{shard}-of-%d.done" % N_SHARDS,
+        results("images/{model}/{prompt_set}/shard-{shard}-of-%d.done" % N_SHARDS),
     params:
         model=lambda w: model_path(w.model),
+        vae=lambda w: model_vae(w.model),
         gen=config["evaluation"]["generation"],
         kind=config["kind"],
         n_shards=N_SHARDS,
     conda:
         "../../envs/inpo.yaml"
     log:
-        "results/logs/generate/{model}/{prompt_set}/{shard}.log",
+        results("logs/generate/{model}/{prompt_set}/{shard}.log"),
     benchmark:
-        "results/benchmarks/generate/{model}/{prompt_set}/{shard}.tsv"
+        results("benchmarks/generate/{model}/{prompt_set}/{shard}.tsv")
     resources:
         **res("generate"),
     script:
@@ -27,18 +28,18 @@ rule generate:
 rule score:
     input:
         shards=lambda w: shard_flags(w.model, w.prompt_set),
-        prompts="results/data/prompts/{prompt_set}.parquet",
+        prompts=results("data/prompts/{prompt_set}.parquet"),
     output:
-        "results/scores/{model}/{prompt_set}/{evaluator}.parquet",
+        results("scores/{model}/{prompt_set}/{evaluator}.parquet"),
     params:
         options=lambda w: evaluator_options(w.evaluator),
         batch_size=config["evaluation"].get("score_batch_size", 16),
     conda:
         "../../envs/inpo.yaml"
     log:
-        "results/logs/score/{model}/{prompt_set}/{evaluator}.log",
+        results("logs/score/{model}/{prompt_set}/{evaluator}.log"),
     benchmark:
-        "results/benchmarks/score/{model}/{prompt_set}/{evaluator}.tsv"
+        results("benchmarks/score/{model}/{prompt_set}/{evaluator}.tsv")
     resources:
         **res("score"),
     script:
@@ -47,13 +48,14 @@ rule score:
 
 rule aggregate_scores:
     """All tidy scores in one file."""
+    localrule: True
     input:
         scores_of(EVAL_MODELS),
     output:
-        "results/scores/all.parquet",
+        results("scores/all.parquet"),
     conda:
         "../../envs/inpo.yaml"
     log:
-        "results/logs/aggregate_scores.log",
+        results("logs/aggregate_scores.log"),
     script:
         "../scripts/aggregate_scores.py"

@@ -5,13 +5,13 @@
 rule toy_init:
     """Random tiny SD-shaped pipeline (real classes) with its VAE pretrained on toy images."""
     output:
-        "results/models/toy_init/model_index.json",
+        results("models/toy_init/model_index.json"),
     conda:
         "../../envs/inpo.yaml"
     log:
-        "results/logs/toy_init.log",
+        results("logs/toy_init.log"),
     benchmark:
-        "results/benchmarks/toy_init.tsv"
+        results("benchmarks/toy_init.tsv")
     resources:
         **res("train"),
     script:
@@ -23,13 +23,15 @@ rule toy_pairs:
     input:
         base=model_marker("base"),
     output:
-        manifest="results/data/pickapic/manifest.json",
+        manifest=results("data/pickapic/manifest.json"),
+    params:
+        base=lambda w, input: str(Path(input.base).parent),  # the base's diffusers folder
     conda:
         "../../envs/inpo.yaml"
     log:
-        "results/logs/toy_pairs.log",
+        results("logs/toy_pairs.log"),
     benchmark:
-        "results/benchmarks/toy_pairs.tsv"
+        results("benchmarks/toy_pairs.tsv")
     resources:
         **res("generate"),
     script:

@@ -1,18 +1,19 @@
 # One rule trains every method and every ablation run: the run's full TrainConfig is written by
 # `run_config` (whose params change only when that run's settings change), then the shared trainer
-# runs in every worker. Checkpoints live in results/state/<run>/ (not declared), so a killed or
+# runs in every worker. Checkpoints live in <results>/state/<run>/ (not declared), so a killed or
 # preempted job resumes from its last checkpoint when Snakemake resubmits it.
 
 
 rule run_config:
+    localrule: True
     output:
-        "results/configs/{run}.yaml",
+        results("configs/{run}.yaml"),
     params:
         cfg=lambda w: TRAIN_CONFIGS[w.run],
     conda:
         "../../envs/inpo.yaml"
     log:
-        "results/logs/configs/{run}.log",
+        results("logs/configs/{run}.log"),
     script:
         "../scripts/write_config.py"
 
@@ -21,17 +22,18 @@ rule train:
     input:
         unpack(run_inputs),
     output:
-        model="results/models/{run}/model_index.json",
-        log_csv="results/logs/train/{run}.csv",
+        model=results("models/{run}/model_index.json"),
+        log_csv=results("logs/train/{run}.csv"),
     conda:
         "../../envs/inpo.yaml"
     log:
-        "results/logs/train/{run}.log",
+        results("logs/train/{run}.log"),
     benchmark:
-        "results/benchmarks/train/{run}.tsv"
+        results("benchmarks/train/{run}.tsv")
     params:
         cmd=trainer_shell,
+        state_log=lambda w: TRAIN_CONFIGS[w.run]["log_csv"],
     resources:
         **res("train"),
     shell:
-        "({params.cmd} && cp results/state/{wildcards.run}/log.csv {output.log_csv}) > {log} 2>&1"
+        "({params.cmd} && cp {params.state_log} {output.log_csv}) > {log} 2>&1"

@@ -5,7 +5,8 @@ from pathlib import Path  # noqa: E402
 
 import pandas as pd  # noqa: E402
 
-from inpo.generate import generate_images, shard_rows  # noqa: E402
+from inpo.generate import generate_images, resolve_device_dtype, shard_rows  # noqa: E402
+from inpo.models import load_components  # noqa: E402
 from inpo.pipeline import reset_images_if_settings_changed  # noqa: E402
 
 smk = snakemake  # noqa: F821
@@ -13,13 +14,20 @@ g = dict(smk.params.gen)
 res = g.pop("resolution", None)
 shard = (int(smk.wildcards.shard), smk.params.n_shards)
 prompts = pd.read_parquet(smk.input.prompts)
+settings = {"model": smk.params.model, "kind": smk.params.kind, **smk.params.gen}
+if smk.params.vae:  # a separate VAE (base SDXL: the fp16-fix VAE every trained SDXL model decodes with)
+    settings["vae"] = smk.params.vae
 removed = reset_images_if_settings_changed(
-    Path(smk.output[0]).parent, {"model": smk.params.model, "kind": smk.params.kind, **smk.params.gen}, shard,
+    Path(smk.output[0]).parent, settings, shard,
     shard_rows(prompts, shard)["index"],
 )
 print(f"generation settings changed: removed {removed} old images" if removed else "generation settings unchanged")
+source = smk.params.model
+if smk.params.vae:
+    source = load_components(source, kind=smk.params.kind, vae=smk.params.vae,
+                             dtype=resolve_device_dtype(None, g.get("dtype"))[1])
 written = generate_images(
-    smk.params.model, prompts, Path(smk.output[0]).parent,
+    source, prompts, Path(smk.output[0]).parent,
     kind=smk.params.kind, num_inference_steps=g["steps"], guidance_scale=g["guidance_scale"],
     seed_base=g["seed_base"], batch_size=g.get("batch_size", 4), scheduler=g.get("scheduler"),
     shard=shard, height=res, width=res, dtype=g.get("dtype"),

@@ -1,14 +1,22 @@
-"""Pick-a-Pic v2: schema check, streaming pair filter, and the preference-pair torch Dataset.
+"""Pick-a-Pic v2: schema check, parallel pair filter with a random-access image pack, and the
+preference-pair dataset.
 
-The real train split is 959,040 rows in ~645 parquet shards (~335 GB, image bytes inline), so
-everything here streams: :func:`filter_pairs` reads only the label / caption columns row group by
-row group (plus the image columns of the current row group when ``check_images``), and
-:class:`PreferencePairs` reads image bytes lazily, one cached row group at a time.
+The real train split is 959,040 rows in ~645 parquet shards (~335 GB, image bytes inline) written
+in row groups of hundreds of rows, so reading one pair from a source shard reads its whole row group.
+:func:`filter_pairs` therefore streams the shards (in parallel, one process per shard) and, given
+``images_dir``, copies the image bytes of every kept pair into a *pack*: one parquet file per source
+shard with one pair per row group, uncompressed, no statistics. Reading a pair from the pack then
+reads that pair's two column chunks and nothing else (read amplification ~1.0x in any order, see
+benchmarks/data_throughput.py), and the pack is an ordinary shard of columns ``jpg_0`` / ``jpg_1``.
 
 Filtered-pairs index (see docs/CONVENTIONS.md): parquet with one row per kept pair,
-``shard`` (path), ``row`` (row index within the shard), ``caption``, ``winner`` (0 or 1: which of
-``jpg_0`` / ``jpg_1`` is preferred) and ``ranking_id`` when the source has it; plus a JSON manifest
-with the counts per drop reason.
+``shard`` (path of the file holding the pair's image bytes: the pack file, or the source shard
+without a pack; relative paths are relative to the index's folder), ``row`` (row in that file),
+``caption``, ``winner`` (0 or 1: which of ``jpg_0`` / ``jpg_1`` is preferred), ``ranking_id`` when
+the source has it, and ``source_shard`` / ``source_row`` (where the pair comes from); plus a JSON
+manifest with the counts per drop reason.
+
+Importing this module does not import torch (the filter's workers never need it).
 """
 
 from __future__ import annotations
@@ -17,8 +25,10 @@ import io
 import json
 import os
 import re
+import shutil
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +46,9 @@ REQUIRED_COLUMNS: tuple[str, ...] = ("caption", "jpg_0", "jpg_1", "label_0", "la
 OPTIONAL_COLUMNS: tuple[str, ...] = ("has_label", "ranking_id")
 
 DROP_REASONS: tuple[str, ...] = ("no_label", "tie", "invalid_label", "undecodable_image")
+
+#: Columns of an image pack file (one pair per row group; see :func:`filter_pairs`).
+PACK_COLUMNS: tuple[str, ...] = ("jpg_0", "jpg_1")
 
 #: Arrow schema of the public ``yuvalkirstain/pickapic_v2`` parquet shards (for synthetic / toy shards).
 PICKAPIC_V2_SCHEMA = pa.schema(
@@ -76,6 +89,11 @@ class HubUnavailableError(RuntimeError):
 
 class ImageDecodeError(RuntimeError):
     """An image of a pair cannot be decoded; names the shard and row."""
+
+
+class ShardReadError(RuntimeError):
+    """A page of a shard cannot be read (corrupt data behind an intact footer); names the shard,
+    row group and columns."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -125,13 +143,14 @@ def _hub_shards(repo_id: str, split: str | None) -> list[Path]:
         ]
     )
     local = None
+    here = f"no local folder {Path(repo_id).absolute()} either"
     try:  # offline first: the hub cache
         local = snapshot_download(repo_id, repo_type="dataset", allow_patterns=pats, local_files_only=True)
     except Exception as e:  # noqa: BLE001 - any cache miss
         if _is_offline():
             raise HubUnavailableError(
-                f"Pick-a-Pic source {repo_id!r} is a hub dataset id but HF_HUB_OFFLINE is set and it is not in "
-                f"the local hub cache ({type(e).__name__}). Pass a local folder of parquet shards instead, or "
+                f"Pick-a-Pic source {repo_id!r} is read as a hub dataset id ({here}) but HF_HUB_OFFLINE is set "
+                f"and it is not in the local hub cache ({type(e).__name__}). Pass a local folder of parquet shards instead, or "
                 f"download it first (huggingface-cli download {repo_id} --repo-type dataset)."
             ) from e
     files = sorted(Path(local).rglob("*.parquet")) if local else []
@@ -174,10 +193,11 @@ def resolve_shards(
             raise FileNotFoundError(f"no *.parquet files under {p}")
         return _select_split(files, split, str(p))
     s = str(source)
-    if _HUB_ID_RE.match(s) and not s.startswith((".", "/")):
+    if _HUB_ID_RE.match(s) and not s.startswith((".", "/")) and not Path(s.split("/")[0]).is_dir():
         return _hub_shards(s, split)
     raise FileNotFoundError(
-        f"Pick-a-Pic source {s!r} is neither an existing file/folder nor a hub dataset id"
+        f"Pick-a-Pic source {s!r}: no such file or folder ({p.absolute()}); a hub dataset id "
+        "'owner/name' is taken for one only when no local folder 'owner' exists"
     )
 
 
@@ -233,47 +253,23 @@ def check_schema(source, *, split: str | None = "train", columns: Iterable[str] 
 
 
 # --------------------------------------------------------------------------------------------
-# Streaming filter
+# Parallel filter (one process per shard) writing the index and, optionally, the image pack
 # --------------------------------------------------------------------------------------------
 
 
 def _decodable(b: bytes | None) -> bool:
+    """Whether ``b`` decodes as an image. JPEGs are decoded at 1/8 scale (libjpeg DCT scaling): the
+    whole entropy-coded stream is still parsed, so truncated or corrupt data fails, at ~1/5 the cost."""
     if not b:
         return False
     try:
         with Image.open(io.BytesIO(b)) as im:
+            if im.format == "JPEG":
+                im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))
             im.load()
         return True
     except Exception:  # noqa: BLE001 - any decoder failure means "undecodable"
         return False
-
-
-def _check_images(path, rg: int, rows: np.ndarray, batch_rows: int = 32) -> np.ndarray:
-    """Decodability of both images of ``rows`` (indices within row group ``rg``), streamed in small
-    batches with a buffered reader so that a large row group of image bytes is never held whole."""
-    ok = np.zeros(rows.size, dtype=bool)
-    want = np.zeros(int(rows.max()) + 1, dtype=bool)
-    want[rows] = True
-    pos = {int(r): i for i, r in enumerate(rows)}
-    pf = pq.ParquetFile(path, buffer_size=1 << 22, pre_buffer=False)
-    start = 0
-    try:
-        for batch in pf.iter_batches(batch_size=batch_rows, row_groups=[rg], columns=["jpg_0", "jpg_1"]):
-            n = batch.num_rows
-            sel = np.flatnonzero(want[start : start + n])
-            if sel.size:
-                c0, c1 = batch.column(0), batch.column(1)
-                for j in sel:
-                    ok[pos[start + int(j)]] = _decodable(c0[int(j)].as_py()) and _decodable(
-                        c1[int(j)].as_py()
-                    )
-            start += n
-            if start >= want.size:
-                break
-    finally:
-        if hasattr(pf, "close"):
-            pf.close()
-    return ok
 
 
 def _as_float(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -288,32 +284,33 @@ def _write_json_atomic(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def filter_pairs(
-    source,
-    out_index: str | os.PathLike,
-    out_manifest: str | os.PathLike,
-    *,
-    split: str | None = "train",
-    check_images: bool = False,
-    max_rows: int | None = None,
-) -> dict:
-    """Stream over the shards of ``source`` and write the filtered-pairs index and manifest.
+def label_reasons(label_0: np.ndarray, label_1: np.ndarray, has_label: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Masks ``no_label`` / ``tie`` / ``invalid_label`` / ``keep`` (disjoint, covering every row).
 
-    Keeps rows with ``label_0`` in {0, 1} (and ``label_1 == 1 - label_0``, ``has_label`` not false);
-    ``winner = 0 if label_0 == 1 else 1``. Each dropped row is counted under one reason:
-    ``no_label`` (has_label false or label_0 null), ``tie`` (label_0 == 0.5), ``invalid_label``
-    (anything else) and, with ``check_images``, ``undecodable_image`` (either image fails to
-    decode: the whole pair is dropped). ``max_rows`` stops after that many input rows.
-    Returns the manifest dict (also written to ``out_manifest``).
-    """
-    files = resolve_shards(source, split)
-    check_schema(files, split=split)
-    schemas = [pq.read_schema(f) for f in files]
-    has_ranking = all("ranking_id" in s.names for s in schemas)
+    ``no_label``: ``has_label`` false or ``label_0`` null; ``tie``: ``label_0 == 0.5``; ``keep``:
+    ``label_0`` in {0, 1} and ``label_1 == 1 - label_0`` (a null / NaN / out-of-range ``label_1`` is
+    ``invalid_label``, like any other ``label_0``)."""
+    no_label = np.isnan(label_0)
+    if has_label is not None:
+        no_label |= ~has_label
+    tie = ~no_label & (label_0 == 0.5)
+    keep = ~no_label & ~tie & ((label_0 == 0.0) | (label_0 == 1.0)) & (label_1 == 1.0 - label_0)
+    return {"no_label": no_label, "tie": tie, "invalid_label": ~no_label & ~tie & ~keep, "keep": keep}
 
-    out_index, out_manifest = Path(out_index), Path(out_manifest)
-    out_index.parent.mkdir(parents=True, exist_ok=True)
-    tmp_index = out_index.with_name(out_index.name + ".tmp")
+
+@dataclass(frozen=True)
+class _ShardJob:
+    path: str
+    rows: int  # rows of the shard to read (max_rows applied)
+    columns: tuple[str, ...]  # light columns: caption, labels, has_label / ranking_id when used
+    has_ranking: bool
+    check_images: bool
+    image_batch_rows: int
+    pack_path: str | None  # where to write the pack file (a temporary folder), None: no pack
+    pack_ref: str | None  # the pack file's path as recorded in the index
+
+
+def _index_schema(has_ranking: bool) -> pa.Schema:
     fields = [
         pa.field("shard", pa.string()),
         pa.field("row", pa.int64()),
@@ -322,81 +319,184 @@ def filter_pairs(
     ]
     if has_ranking:
         fields.append(pa.field("ranking_id", pa.int64()))
-    out_schema = pa.schema(fields)
+    fields += [pa.field("source_shard", pa.string()), pa.field("source_row", pa.int64())]
+    return pa.schema(fields)
 
+
+_PACK_SCHEMA = pa.schema([pa.field(c, pa.binary()) for c in PACK_COLUMNS])
+
+
+def _unreadable(job: _ShardJob, rg: int, columns: Sequence[str], e: Exception) -> ShardReadError:
+    return ShardReadError(
+        f"{job.path}: row group {rg}: unreadable page in column(s) {', '.join(columns)} "
+        f"({type(e).__name__}: {e})"
+    )
+
+
+def _filter_shard(job: _ShardJob) -> dict:
+    """Filter one shard: labels row group by row group, images (when checked or packed) streamed in
+    batches of ``image_batch_rows`` rows. Returns the shard's index rows and counts."""
     counts = dict.fromkeys(DROP_REASONS, 0)
-    rows_in = kept = 0
-    winners = [0, 0]
-    prompts: set[str] = set()
-    shard_stats: list[dict] = []
-    done = False
-    with pq.ParquetWriter(tmp_index, out_schema, compression="zstd") as writer:
-        for f, schema in zip(files, schemas):
-            if done:
+    parts: list[pa.Table] = []
+    schema = _index_schema(job.has_ranking)
+    pf = pq.ParquetFile(job.path, buffer_size=1 << 22, pre_buffer=False)
+    writer = (
+        pq.ParquetWriter(job.pack_path, _PACK_SCHEMA, compression="none", use_dictionary=False,
+                         write_statistics=False)
+        if job.pack_path else None
+    )
+    read_images = job.check_images or writer is not None
+    offset = packed = 0
+    try:
+        for rg in range(pf.metadata.num_row_groups):
+            n = min(pf.metadata.row_group(rg).num_rows, job.rows - offset)
+            if n <= 0:
                 break
-            shard_name = os.path.abspath(f)
-            cols = ["caption", "label_0", "label_1"] + [c for c in OPTIONAL_COLUMNS if c in schema.names]
-            if not has_ranking and "ranking_id" in cols:
-                cols.remove("ranking_id")
-            pf = pq.ParquetFile(f)
-            s_in = s_kept = 0
-            offset = 0
-            for rg in range(pf.metadata.num_row_groups):
-                n = pf.metadata.row_group(rg).num_rows
-                if max_rows is not None and rows_in + n > max_rows:
-                    n = max_rows - rows_in
-                    done = True
-                if n <= 0:
-                    break
-                t = pf.read_row_group(rg, columns=cols)
-                if t.num_rows != n:
-                    t = t.slice(0, n)
-                l0 = _as_float(t["label_0"])
-                l1 = _as_float(t["label_1"])
-                no_label = np.isnan(l0)
-                if "has_label" in t.column_names:
-                    hl = t["has_label"]
-                    hl = pc.fill_null(pc.cast(hl, pa.bool_()), True).to_numpy(zero_copy_only=False)
-                    no_label |= ~np.asarray(hl, dtype=bool)
-                tie = ~no_label & (l0 == 0.5)
-                valid = ~no_label & ~tie & ((l0 == 0.0) | (l0 == 1.0)) & (np.isnan(l1) | (l1 == 1.0 - l0))
-                counts["no_label"] += int(no_label.sum())
-                counts["tie"] += int(tie.sum())
-                counts["invalid_label"] += int((~no_label & ~tie & ~valid).sum())
-                keep = np.flatnonzero(valid)
-                if check_images and keep.size:
-                    ok = _check_images(f, rg, keep)
-                    counts["undecodable_image"] += int((~ok).sum())
-                    keep = keep[ok]
-                if keep.size:
-                    idx = pa.array(keep)
-                    cap = pc.cast(t["caption"].take(idx), pa.string())
-                    win = np.where(l0[keep] == 1.0, 0, 1).astype(np.int8)
-                    arrays = [
-                        pa.array(np.full(keep.size, shard_name, dtype=object), pa.string()),
-                        pa.array(keep.astype(np.int64) + offset),
-                        cap,
-                        pa.array(win),
-                    ]
-                    if has_ranking:
-                        arrays.append(pc.cast(t["ranking_id"].take(idx), pa.int64()))
-                    writer.write_table(pa.Table.from_arrays(arrays, schema=out_schema))
-                    prompts.update(pc.unique(cap).to_pylist())
-                    n1 = int(win.sum())
-                    winners[1] += n1
-                    winners[0] += keep.size - n1
-                s_in += n
-                s_kept += int(keep.size)
-                offset += pf.metadata.row_group(rg).num_rows
-                rows_in += n
-                kept += int(keep.size)
-                if done:
-                    break
-            shard_stats.append({"path": shard_name, "rows_in": s_in, "pairs_kept": s_kept})
-            if hasattr(pf, "close"):
-                pf.close()
-    os.replace(tmp_index, out_index)
-    assert rows_in == kept + sum(counts.values()), "every input row is kept or counted under one reason"
+            try:
+                t = pf.read_row_group(rg, columns=list(job.columns)).slice(0, n)
+            except (OSError, pa.ArrowException) as e:
+                raise _unreadable(job, rg, job.columns, e) from e
+            hl = None
+            if "has_label" in t.column_names:
+                hl = np.asarray(pc.fill_null(pc.cast(t["has_label"], pa.bool_()), True).to_numpy(
+                    zero_copy_only=False), dtype=bool)
+            l0 = _as_float(t["label_0"])
+            m = label_reasons(l0, _as_float(t["label_1"]), hl)
+            for r in ("no_label", "tie", "invalid_label"):
+                counts[r] += int(m[r].sum())
+            keep = np.flatnonzero(m["keep"])
+            if read_images and keep.size:
+                ok = np.ones(keep.size, dtype=bool)
+                want = np.zeros(n, dtype=bool)
+                want[keep] = True
+                pos = np.cumsum(want) - 1  # row -> position in keep
+                start = 0
+                try:
+                    for batch in pf.iter_batches(batch_size=job.image_batch_rows, row_groups=[rg],
+                                                 columns=list(PACK_COLUMNS)):
+                        stop = min(start + batch.num_rows, n)
+                        sel = np.flatnonzero(want[start:stop])
+                        if sel.size:
+                            if job.check_images:
+                                b0, b1 = batch.column(0), batch.column(1)
+                                for j in sel:
+                                    ok[pos[start + j]] = _decodable(b0[int(j)].as_py()) and _decodable(
+                                        b1[int(j)].as_py())
+                            if writer is not None:
+                                good = sel[ok[pos[start + sel]]]
+                                if good.size:
+                                    rows = pa.Table.from_batches([batch]).take(pa.array(good))
+                                    writer.write_table(rows.cast(_PACK_SCHEMA), row_group_size=1)
+                        start = stop
+                        if start >= n:
+                            break
+                except (OSError, pa.ArrowException) as e:
+                    raise _unreadable(job, rg, PACK_COLUMNS, e) from e
+                counts["undecodable_image"] += int((~ok).sum())
+                keep = keep[ok]
+            if keep.size:
+                idx = pa.array(keep)
+                src_rows = keep.astype(np.int64) + offset
+                arrays = [
+                    pa.array(np.full(keep.size, job.pack_ref or job.path, dtype=object), pa.string()),
+                    pa.array(np.arange(packed, packed + keep.size, dtype=np.int64) if writer else src_rows),
+                    pc.cast(t["caption"].take(idx), pa.string()),
+                    pa.array(np.where(l0[keep] == 1.0, 0, 1).astype(np.int8)),
+                ]
+                if job.has_ranking:
+                    arrays.append(pc.cast(t["ranking_id"].take(idx), pa.int64()))
+                arrays += [pa.array(np.full(keep.size, job.path, dtype=object), pa.string()), pa.array(src_rows)]
+                parts.append(pa.Table.from_arrays(arrays, schema=schema))
+                packed += keep.size
+            offset += n
+    finally:
+        if writer is not None:
+            writer.close()
+        pf.close()
+    index = pa.concat_tables(parts) if parts else schema.empty_table()
+    return {"index": index, "counts": counts, "rows_in": offset}
+
+
+def filter_pairs(
+    source,
+    out_index: str | os.PathLike,
+    out_manifest: str | os.PathLike,
+    *,
+    split: str | None = "train",
+    check_images: bool = False,
+    max_rows: int | None = None,
+    images_dir: str | os.PathLike | None = None,
+    num_proc: int = 1,
+    image_batch_rows: int = 16,
+) -> dict:
+    """Filter the shards of ``source``; write the filtered-pairs index, the manifest and, given
+    ``images_dir``, the image pack.
+
+    Keeps rows with ``label_0`` in {0, 1}, ``label_1 == 1 - label_0`` and ``has_label`` not false;
+    ``winner = 0 if label_0 == 1 else 1``. Each dropped row is counted under one reason (see
+    :func:`label_reasons`) or, with ``check_images``, ``undecodable_image`` (either image fails to
+    decode: the whole pair is dropped). ``max_rows`` stops after that many input rows.
+
+    ``images_dir``: a folder that receives one pack file per source shard (``00000.parquet``, ...;
+    columns ``jpg_0, jpg_1``, one pair per row group) holding the kept pairs' image bytes; the index's
+    ``shard`` / ``row`` then point at the pack (path relative to the index's folder). ``num_proc``
+    shards are filtered at once, each in its own process; images are read in batches of
+    ``image_batch_rows`` rows, never a whole row group. An unreadable page raises
+    :class:`ShardReadError` naming the shard and row group; nothing is left behind on failure.
+    Returns the manifest dict (also written to ``out_manifest``).
+    """
+    files = resolve_shards(source, split)
+    check_schema(files, split=split)
+    schemas = [pq.read_schema(f) for f in files]
+    has_ranking = all("ranking_id" in s.names for s in schemas)
+    out_index, out_manifest = Path(out_index), Path(out_manifest)
+    out_index.parent.mkdir(parents=True, exist_ok=True)
+    tmp_index = out_index.with_name(out_index.name + ".tmp")
+    pack_dir = Path(images_dir) if images_dir is not None else None
+    tmp_pack = pack_dir.with_name(pack_dir.name + ".tmp") if pack_dir is not None else None
+
+    jobs, left = [], max_rows
+    for k, (f, schema) in enumerate(zip(files, schemas)):
+        n = pq.read_metadata(f).num_rows if left is None else min(left, pq.read_metadata(f).num_rows)
+        if left is not None:
+            left -= n
+        cols = ("caption", "label_0", "label_1") + tuple(
+            c for c in OPTIONAL_COLUMNS if c in schema.names and (c != "ranking_id" or has_ranking))
+        name = f"{k:05d}.parquet"
+        jobs.append(_ShardJob(
+            path=os.path.abspath(f), rows=n, columns=cols, has_ranking=has_ranking, check_images=bool(check_images),
+            image_batch_rows=int(image_batch_rows),
+            pack_path=str(tmp_pack / name) if tmp_pack is not None else None,
+            pack_ref=os.path.relpath(pack_dir / name, out_index.parent) if pack_dir is not None else None,
+        ))
+    try:
+        if tmp_pack is not None:
+            shutil.rmtree(tmp_pack, ignore_errors=True)
+            tmp_pack.mkdir(parents=True)
+        if num_proc > 1 and len(jobs) > 1:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(min(num_proc, len(jobs)), mp_context=mp.get_context("spawn")) as ex:
+                results = list(ex.map(_filter_shard, jobs))
+        else:
+            results = [_filter_shard(j) for j in jobs]
+        index = pa.concat_tables([r["index"] for r in results])
+        pq.write_table(index, tmp_index, compression="zstd")
+        if pack_dir is not None:
+            shutil.rmtree(pack_dir, ignore_errors=True)
+            os.replace(tmp_pack, pack_dir)
+        os.replace(tmp_index, out_index)
+    finally:
+        tmp_index.unlink(missing_ok=True)
+        if tmp_pack is not None:
+            shutil.rmtree(tmp_pack, ignore_errors=True)
+
+    counts = {r: sum(res["counts"][r] for res in results) for r in DROP_REASONS}
+    rows_in, kept = sum(r["rows_in"] for r in results), index.num_rows
+    if rows_in != kept + sum(counts.values()):
+        raise AssertionError(f"filter accounting: {rows_in} rows in != {kept} kept + {counts}")
+    n1 = int(pc.sum(index["winner"]).as_py() or 0)
     manifest = {
         "source": str(source) if not isinstance(source, (list, tuple)) else [str(s) for s in source],
         "split": split,
@@ -406,62 +506,73 @@ def filter_pairs(
         "pairs_kept": kept,
         "dropped": counts,
         "dropped_total": int(sum(counts.values())),
-        "winner_counts": {"0": winners[0], "1": winners[1]},
-        "unique_prompts": len(prompts),
-        "n_shards": len(shard_stats),
-        "shards": shard_stats,
+        "winner_counts": {"0": kept - n1, "1": n1},
+        "unique_prompts": int(pc.count_distinct(index["caption"]).as_py()),
+        "n_shards": len(results),
+        "shards": [{"path": j.path, "rows_in": r["rows_in"], "pairs_kept": r["index"].num_rows}
+                   for j, r in zip(jobs, results)],
         "index": str(out_index),
+        "images_dir": str(pack_dir) if pack_dir is not None else None,
+        "images_bytes": sum(f.stat().st_size for f in pack_dir.glob("*.parquet")) if pack_dir is not None else None,
     }
     _write_json_atomic(out_manifest, manifest)
     return manifest
 
 
 # --------------------------------------------------------------------------------------------
-# Lazy image access and the torch Dataset
+# Random access to image bytes and the preference-pair dataset
 # --------------------------------------------------------------------------------------------
 
 
 class _ShardReader:
-    """Reads image bytes of (shard, row) lazily with small LRU caches of open files and row groups.
+    """Reads image bytes of (shard, row) with small LRU caches of open files and row groups.
 
-    Picklable (caches are dropped), so each DataLoader worker opens its own file handles.
+    Each file's footer is read once (kept with its row offsets), files are opened with
+    ``POSIX_FADV_RANDOM`` (no kernel read-ahead beyond what a read asks for) and a row group is read
+    with only the columns asked for: on a pack (one pair per row group) a pair costs its own bytes.
+    Picklable (open files and caches are dropped), so each DataLoader worker opens its own files.
     """
 
-    def __init__(self, shards: Sequence[str], *, max_open_files: int = 8, cache_row_groups: int = 2):
+    def __init__(self, shards: Sequence[str], *, max_open_files: int = 64, cache_row_groups: int = 2):
         self.shards = list(shards)
         self.max_open_files = max_open_files
         self.cache_row_groups = cache_row_groups
-        self._offsets: dict[int, np.ndarray] = {}
-        self._files: OrderedDict[int, pq.ParquetFile] = OrderedDict()
-        self._groups: OrderedDict[tuple[int, int], pa.Table] = OrderedDict()
+        self._meta: dict[int, tuple[pq.FileMetaData, np.ndarray]] = {}
+        self._files: OrderedDict[int, tuple[Any, pq.ParquetFile]] = OrderedDict()
+        self._groups: OrderedDict[tuple[int, int, tuple[str, ...]], pa.Table] = OrderedDict()
 
     def __getstate__(self):
         d = self.__dict__.copy()
         d["_files"], d["_groups"] = OrderedDict(), OrderedDict()
         return d
 
+    def _metadata(self, sid: int) -> tuple[pq.FileMetaData, np.ndarray]:
+        m = self._meta.get(sid)
+        if m is None:
+            md = pq.read_metadata(self.shards[sid])
+            off = np.cumsum([0] + [md.row_group(i).num_rows for i in range(md.num_row_groups)], dtype=np.int64)
+            m = self._meta[sid] = (md, off)
+        return m
+
+    def _open(self, path: str):
+        fh = open(path, "rb", buffering=0)  # noqa: SIM115 - kept open in the LRU of files
+        os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_RANDOM)
+        return fh
+
     def _file(self, sid: int) -> pq.ParquetFile:
-        pf = self._files.get(sid)
-        if pf is None:
-            pf = pq.ParquetFile(self.shards[sid])
-            self._files[sid] = pf
+        entry = self._files.get(sid)
+        if entry is None:
+            fh = self._open(self.shards[sid])
+            entry = self._files[sid] = (fh, pq.ParquetFile(fh, metadata=self._metadata(sid)[0]))
             while len(self._files) > self.max_open_files:
-                _, old = self._files.popitem(last=False)
-                if hasattr(old, "close"):
-                    old.close()
+                _, (old, _pf) = self._files.popitem(last=False)
+                old.close()
         else:
             self._files.move_to_end(sid)
-        return pf
+        return entry[1]
 
     def offsets(self, sid: int) -> np.ndarray:
-        off = self._offsets.get(sid)
-        if off is None:
-            md = pq.read_metadata(self.shards[sid])
-            off = np.cumsum(
-                [0] + [md.row_group(i).num_rows for i in range(md.num_row_groups)], dtype=np.int64
-            )
-            self._offsets[sid] = off
-        return off
+        return self._metadata(sid)[1]
 
     def locate(self, sid: int, row: int) -> tuple[int, int]:
         off = self.offsets(sid)
@@ -470,18 +581,28 @@ class _ShardReader:
         rg = int(np.searchsorted(off, row, side="right") - 1)
         return rg, int(row - off[rg])
 
-    def get(self, sid: int, row: int, column: str) -> bytes | None:
+    def read(self, sid: int, row: int, columns: tuple[str, ...]) -> list[bytes | None]:
+        """The values of ``columns`` at ``row`` of shard ``sid`` (their row group read once, cached)."""
         rg, local = self.locate(sid, row)
-        key = (sid, rg)
+        key = (sid, rg, columns)
         t = self._groups.get(key)
         if t is None:
-            t = self._file(sid).read_row_group(rg, columns=["jpg_0", "jpg_1"])
+            try:
+                t = self._file(sid).read_row_group(rg, columns=list(columns))
+            except (OSError, pa.ArrowException) as e:
+                raise ShardReadError(
+                    f"{self.shards[sid]}: row group {rg}: unreadable page in column(s) {', '.join(columns)} "
+                    f"({type(e).__name__}: {e})") from e
             self._groups[key] = t
             while len(self._groups) > max(1, self.cache_row_groups):
                 self._groups.popitem(last=False)
         else:
             self._groups.move_to_end(key)
-        return t[column][local].as_py()
+        return [t.column(c)[local].as_py() for c in columns]
+
+    def get(self, sid: int, row: int, column: str) -> bytes | None:
+        """``column`` (``jpg_0`` or ``jpg_1``) at ``row``; both image columns are read and cached together."""
+        return self.read(sid, row, PACK_COLUMNS)[PACK_COLUMNS.index(column)]
 
 
 def _decode(b: bytes | None, shard: str, row: int, column: str) -> Image.Image:
@@ -520,22 +641,15 @@ def _flip_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), int(epoch), int(index)])
 
 
-try:  # torch is a hard dependency of the package, but keep the filter importable without it
-    from torch.utils.data import Dataset as _TorchDataset
-    from torch.utils.data import Sampler as _TorchSampler
-except ImportError:  # pragma: no cover
-    _TorchDataset = object  # type: ignore[misc,assignment]
-    _TorchSampler = object  # type: ignore[misc,assignment]
-
-
-class PreferencePairs(_TorchDataset):
-    """Map-style dataset over a filtered-pairs index.
+class PreferencePairs:
+    """Map-style dataset (for ``torch.utils.data.DataLoader``) over a filtered-pairs index.
 
     ``ds[i] -> {"pixel_w": FloatTensor[3,R,R] in [-1,1], "pixel_l": ..., "caption": str, "index": i}``
-    (``winners_only=True``: no ``pixel_l``, for SFT). Horizontal flips of winner and loser are drawn
-    independently from an RNG seeded by ``(seed, epoch, index)``: reproducible and resumable; call
-    :meth:`set_epoch` every epoch. Image bytes are read lazily from the shards; shard paths in the
-    index that are relative are resolved against the index's folder.
+    (``winners_only=True``: no ``pixel_l``, for SFT; only the winner's bytes are read). Horizontal
+    flips of winner and loser are drawn independently from an RNG seeded by ``(seed, epoch, index)``:
+    reproducible and resumable; call :meth:`set_epoch` every epoch. Image bytes are read lazily from
+    the files named in the index (an image pack or the source shards); relative paths are resolved
+    against the index's folder.
     """
 
     def __init__(
@@ -548,7 +662,7 @@ class PreferencePairs(_TorchDataset):
         center_crop: bool = True,
         winners_only: bool = False,
         cache_row_groups: int = 2,
-        max_open_files: int = 8,
+        max_open_files: int = 64,
     ):
         self.index_path = Path(index_path)
         self.resolution = int(resolution)
@@ -585,31 +699,21 @@ class PreferencePairs(_TorchDataset):
         r = _flip_rng(self.seed, self.epoch if epoch is None else epoch, index).random(2)
         return bool(r[0] < 0.5), bool(r[1] < 0.5)
 
-    def pair_location(self, index: int) -> tuple[str, int, int]:
-        """(shard path, row, winner) of pair ``index``."""
-        return self.shards[self._shard_id[index]], int(self._row[index]), int(self._winner[index])
-
-    def row_groups(self) -> np.ndarray:
-        """Integer id of the (shard, row group) holding each pair, for I/O-friendly samplers."""
-        gid = np.empty(len(self), dtype=np.int64)
-        base = 0
-        for sid in range(len(self.shards)):
-            m = self._shard_id == sid
-            off = self._reader.offsets(sid)
-            gid[m] = base + np.searchsorted(off, self._row[m], side="right") - 1
-            base += len(off) - 1
-        return gid
+    def image_bytes(self, index: int) -> list[bytes | None]:
+        """Raw bytes of (winner, loser) of pair ``index`` (winner only when ``winners_only``)."""
+        sid, row, w = int(self._shard_id[index]), int(self._row[index]), int(self._winner[index])
+        cols = (f"jpg_{w}",) if self.winners_only else (f"jpg_{w}", f"jpg_{1 - w}")
+        return self._reader.read(sid, row, cols)
 
     def load_images(self, index: int) -> tuple[Image.Image, Image.Image | None]:
         """Decoded (winner, loser) PIL images of pair ``index`` (loser None when winners_only)."""
         sid, row, w = int(self._shard_id[index]), int(self._row[index]), int(self._winner[index])
         shard = self.shards[sid]
-        cw = f"jpg_{w}"
-        img_w = _decode(self._reader.get(sid, row, cw), shard, row, cw)
+        raw = self.image_bytes(index)
+        img_w = _decode(raw[0], shard, row, f"jpg_{w}")
         if self.winners_only:
             return img_w, None
-        cl = f"jpg_{1 - w}"
-        return img_w, _decode(self._reader.get(sid, row, cl), shard, row, cl)
+        return img_w, _decode(raw[1], shard, row, f"jpg_{1 - w}")
 
     def __getitem__(self, index: int) -> dict:
         index = int(index)
@@ -627,50 +731,3 @@ class PreferencePairs(_TorchDataset):
         if not self.winners_only:
             out["pixel_l"] = preprocess(img_l, self.resolution, flip=fl, center_crop=self.center_crop)
         return out
-
-
-def preferred_images(index_path, resolution: int, **kwargs) -> PreferencePairs:
-    """Winner images only (``pixel_w``, ``caption``, ``index``): the SFT dataset."""
-    return PreferencePairs(index_path, resolution, winners_only=True, **kwargs)
-
-
-class RowGroupShuffleSampler(_TorchSampler):
-    """Shuffles pairs so that each (shard, row group) is read once per epoch.
-
-    Row groups are visited in a random order and pairs within a row group are shuffled; the order
-    depends on (seed, epoch) only. ``num_replicas`` / ``rank`` split the stream round-robin between
-    processes (each gets ``len // num_replicas`` indices; the remainder is dropped).
-    """
-
-    def __init__(self, dataset: PreferencePairs, *, seed: int = 0, num_replicas: int = 1, rank: int = 0):
-        self.groups = dataset.row_groups()
-        self.seed, self.num_replicas, self.rank = int(seed), int(num_replicas), int(rank)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def order(self) -> np.ndarray:
-        rng = np.random.default_rng([self.seed, self.epoch])
-        perm = rng.permutation(len(self.groups))
-        ug = np.unique(self.groups)
-        rank_of_group = np.empty(ug.max() + 1 if ug.size else 0, dtype=np.int64)
-        rank_of_group[ug] = rng.permutation(ug.size)
-        key = rank_of_group[self.groups[perm]]
-        return perm[np.argsort(key, kind="stable")]
-
-    def __iter__(self) -> Iterator[int]:
-        o = self.order()
-        n = len(o) // self.num_replicas
-        return iter(o[self.rank : n * self.num_replicas : self.num_replicas].tolist())
-
-    def __len__(self) -> int:
-        return len(self.groups) // self.num_replicas
-
-
-def pickapic_test_prompts(source=None):
-    """The 500 captions of the v2 ``test_unique`` split as a DataFrame ``index, prompt``
-    (same as ``inpo.data.prompts.load_prompt_set("pickapic_test", source)``)."""
-    from inpo.data.prompts import load_prompt_set
-
-    return load_prompt_set("pickapic_test", source)

@@ -1,8 +1,9 @@
 """Evaluators behind one registry and one call signature.
 
-Every evaluator is an object with ``name``, ``version`` (written into every score file and table)
+Every evaluator is an object with ``name`` (its registry key, set by :func:`build`), ``version`` (written into every score file and table)
 and ``score(images, prompts) -> np.ndarray`` returning one float per (image, prompt) pair.
-``images`` is a sequence of ``PIL.Image.Image`` (RGB), ``prompts`` a sequence of ``str`` of the same
+``images`` is a sequence of ``PIL.Image.Image`` (any mode; each evaluator converts as its
+reference does), ``prompts`` a sequence of ``str`` of the same
 length. Build one with :func:`build` from its registered name and keyword options.
 """
 
@@ -24,42 +25,39 @@ class Evaluator(Protocol):
     def score(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> np.ndarray: ...
 
 
-_REGISTRY: dict[str, Callable[..., Evaluator]] = {}
-# name -> module that registers it (imported lazily so that heavy deps load only when used)
-_MODULES = {
-    "aesthetic": "inpo.evaluators.aesthetic",
-    "pickscore": "inpo.evaluators.pickscore",
-    "hps": "inpo.evaluators.hps",
-    "clip": "inpo.evaluators.clip",
-    "toy_reward": "inpo.evaluators.toy",
-    "toy_aesthetic": "inpo.evaluators.toy",
-    "toy_pickscore": "inpo.evaluators.toy",
-    "toy_hps": "inpo.evaluators.toy",
-    "toy_clip": "inpo.evaluators.toy",
+#: One entry per evaluator: name -> "module:factory" (imported on first use, so heavy dependencies
+#: load only when used). The built object's ``name`` is this key. Adding an evaluator = one module
+#: with a factory taking keyword options + one line here.
+REGISTRY: dict[str, str] = {
+    "aesthetic": "inpo.evaluators.aesthetic:AestheticEvaluator",
+    "pickscore": "inpo.evaluators.pickscore:PickScoreEvaluator",
+    "hps": "inpo.evaluators.hps:HpsEvaluator",
+    "clip": "inpo.evaluators.clip:ClipEvaluator",
+    "toy_reward": "inpo.evaluators.toy:ToyReward",
+    "toy_aesthetic": "inpo.evaluators.toy:ToyAesthetic",
+    "toy_pickscore": "inpo.evaluators.toy:ToyPickScore",
+    "toy_hps": "inpo.evaluators.toy:ToyHPS",
+    "toy_clip": "inpo.evaluators.toy:ToyCLIP",
 }
 
 
-def register(name: str) -> Callable[[Callable[..., Evaluator]], Callable[..., Evaluator]]:
-    """Class/factory decorator: ``@register("aesthetic")``."""
-
-    def deco(factory: Callable[..., Evaluator]) -> Callable[..., Evaluator]:
-        _REGISTRY[name] = factory
-        return factory
-
-    return deco
-
-
 def available() -> list[str]:
-    return sorted(set(_REGISTRY) | set(_MODULES))
+    return sorted(REGISTRY)
+
+
+def factory(name: str) -> Callable[..., Evaluator]:
+    """The class/factory registered under ``name``."""
+    if name not in REGISTRY:
+        raise KeyError(f"unknown evaluator {name!r}; available: {', '.join(available())}")
+    module, _, attr = REGISTRY[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 def build(name: str, **kwargs) -> Evaluator:
-    """Instantiate the evaluator registered under ``name`` with keyword options."""
-    if name not in _REGISTRY and name in _MODULES:
-        importlib.import_module(_MODULES[name])
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown evaluator {name!r}; available: {', '.join(available())}")
-    return _REGISTRY[name](**kwargs)
+    """Instantiate the evaluator registered under ``name`` with keyword options; its ``name`` is ``name``."""
+    evaluator = factory(name)(**kwargs)
+    evaluator.name = name
+    return evaluator
 
 
 def check_inputs(images: Sequence, prompts: Sequence[str]) -> None:

@@ -1,21 +1,26 @@
 """LAION improved aesthetic predictor (v2): CLIP ViT-L/14 image embedding -> linear MLP.
 
-The image embedding of OpenAI CLIP ViT-L/14 (768-d, projected) is L2-normalised and fed to an MLP
+Reference: ``simple_inference.py`` of github.com/christophschuhmann/improved-aesthetic-predictor:
+``clip.load("ViT-L/14", device)`` of the OpenAI ``clip`` package (float16 weights on CUDA, float32
+on CPU) and its ``preprocess`` (resize the shortest side to 224, PIL bicubic, centre crop, RGB,
+normalise); ``encode_image``; L2-normalise in numpy (``normalized``); the MLP
 768-1024-128-64-16-1 without activations (``sac+logos+ava1-l14-linearMSE.pth``, keys
-``layers.{0,2,4,6,7}``), as in github.com/christophschuhmann/improved-aesthetic-predictor. Scores
-are about 5-7 for real / SD images.
+``layers.{0,2,4,6,7}``) in float32. Scores are about 5-7 for real / SD images.
 
-Backends for the CLIP embedding:
-- ``"transformers"`` (default): ``CLIPVisionModelWithProjection`` ``openai/clip-vit-large-patch14``
-  (hub id or local folder, option ``clip_model``) with its own ``CLIPImageProcessor``;
-- ``"open_clip"``: open_clip ``ViT-L-14`` with ``pretrained="openai"`` (tag or local file),
-  quick-GELU, open_clip's own preprocessing.
+Backends for the CLIP embedding (option ``backend``):
+
+- ``"clip"`` (default, the reference): OpenAI CLIP ViT-L/14 built from an OpenAI-format checkpoint
+  as the ``clip`` package builds it (architecture inferred from the weights, QuickGELU), through
+  ``open_clip.load_openai_model``; ``clip_model`` is ``"openai"`` (open_clip's copy of the OpenAI
+  weights, from its cache / the hub) or a local checkpoint file (OpenAI's ``ViT-L-14.pt``
+  TorchScript archive or a state dict). Preprocessing is :func:`openai_clip_transform`.
+- ``"transformers"``: ``CLIPModel`` ``openai/clip-vit-large-patch14`` (hub id or local folder) with
+  its ``CLIPImageProcessor``, as in the Diffusion-DPO ``utils/aes_utils.py``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,17 +30,14 @@ import torch
 from PIL import Image
 from torch import nn
 
-from inpo.evaluators import check_inputs, register
-from inpo.evaluators.clip import (
-    batch_slices,
-    hf_file,
-    hub_offline,
-    load_open_clip,
-    open_clip_transform,
-    resolve_device,
-    resolve_dtype,
-    to_rgb,
-    unavailable,
+from inpo import hub
+from inpo.evaluators import check_inputs
+from inpo.evaluators.common import (
+    autocast,
+    batched_scores,
+    check_precision,
+    openai_clip_transform,
+    uses_amp,
 )
 
 WEIGHTS_FILE = "sac+logos+ava1-l14-linearMSE.pth"
@@ -44,7 +46,9 @@ WEIGHTS_URL = (
     "https://github.com/christophschuhmann/improved-aesthetic-predictor/raw/"
     "6934dd81792f086e613a121dbce43082cb8be85e/sac%2Blogos%2Bava1-l14-linearMSE.pth"
 )
+CLIP_L14_OPENAI = "openai"  # open_clip's tag of the OpenAI ViT-L/14 weights
 CLIP_L14_HF = "openai/clip-vit-large-patch14"
+BACKENDS = ("clip", "transformers")
 
 
 class AestheticMLP(nn.Module):
@@ -68,46 +72,20 @@ class AestheticMLP(nn.Module):
         return self.layers(x)
 
 
-def shared_data_dir() -> Path:
-    """``$INPO_SHARED_DATA`` or ``../shared/data`` relative to the current directory (repo root)."""
-    return Path(os.environ.get("INPO_SHARED_DATA", Path.cwd().parent / "shared" / "data"))
-
-
-def resolve_weights(weights: str | Path | None) -> Path:
-    """Local path of the MLP weights.
-
-    ``weights``: a local file; ``"hf:<org>/<repo>/<file>"`` (Hugging Face hub); an ``http(s)://`` URL
-    (downloaded once into ``~/.cache/inpo``); or ``None``: ``<shared data>/aesthetic/<file>`` if
-    present, else the pinned GitHub URL.
-    """
-    if weights is None:
-        local = shared_data_dir() / "aesthetic" / WEIGHTS_FILE
-        if local.is_file():
-            return local
-        weights = WEIGHTS_URL
-    weights = str(weights)
-    if weights.startswith("hf:"):
-        repo, _, fname = weights[3:].rpartition("/")
-        return Path(hf_file(repo, fname, "weights"))
-    if weights.startswith(("http://", "https://")):
-        cache = Path(os.environ.get("INPO_CACHE", Path.home() / ".cache" / "inpo"))
-        target = cache / WEIGHTS_FILE if weights == WEIGHTS_URL else cache / Path(weights).name
-        if not target.is_file():
-            if hub_offline():
-                raise unavailable("aesthetic MLP weights", weights, "weights")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                torch.hub.download_url_to_file(weights, str(target), progress=False)
-            except Exception as e:
-                raise unavailable("aesthetic MLP weights", weights, "weights", e) from e
-        return target
-    path = Path(weights)
+def resolve_weights(weights: str | Path) -> Path:
+    """Local path of the MLP weights: a local file, or an ``http(s)://`` URL downloaded once into
+    :func:`inpo.hub.cache_dir` (the default, :data:`WEIGHTS_URL`, is the pinned GitHub file)."""
+    s = str(weights)
+    if s.startswith(("http://", "https://")):
+        name = WEIGHTS_FILE if s == WEIGHTS_URL else Path(s).name
+        return hub.url_file(s, name, what="aesthetic MLP weights", option="weights")
+    path = Path(s).expanduser()
     if not path.is_file():
-        raise unavailable("aesthetic MLP weights", weights, "weights", FileNotFoundError(weights))
+        raise hub.missing_path("aesthetic MLP weights", s, "weights")
     return path
 
 
-def load_aesthetic_mlp(weights: str | Path | None = None) -> AestheticMLP:
+def load_aesthetic_mlp(weights: str | Path = WEIGHTS_URL) -> AestheticMLP:
     """The MLP with weights loaded by ``torch.load(weights_only=True)``, eval mode, float32, CPU."""
     path = resolve_weights(weights)
     if path.name == WEIGHTS_FILE:
@@ -120,103 +98,119 @@ def load_aesthetic_mlp(weights: str | Path | None = None) -> AestheticMLP:
     return mlp.eval()
 
 
-@register("aesthetic")
-class AestheticEvaluator:
-    """Options: ``weights`` (see :func:`resolve_weights`), ``backend`` ("transformers" or
-    "open_clip"), ``clip_model`` (transformers: hub id / local folder; open_clip: architecture name),
-    ``pretrained`` (open_clip only: tag or local checkpoint), ``device``, ``dtype``, ``batch_size``.
-    """
+def normalized(a: np.ndarray, axis: int = -1, order: int = 2) -> np.ndarray:
+    """The reference's numpy L2 normalisation (zero vectors left as they are), in ``a``'s dtype."""
+    l2 = np.atleast_1d(np.linalg.norm(a, order, axis))
+    l2[l2 == 0] = 1
+    return a / np.expand_dims(l2, axis)
 
-    name = "aesthetic"
+
+def load_openai_clip(source: str | Path, *, fp16: bool, device: torch.device) -> nn.Module:
+    """OpenAI CLIP built as ``clip.load`` builds it (QuickGELU, architecture from the weights);
+    float16 weights when ``fp16`` (``clip.load`` on CUDA), else float32."""
+    import open_clip
+
+    precision = "fp16" if fp16 else "fp32"
+    if str(source) == CLIP_L14_OPENAI:
+        try:
+            model = open_clip.create_model("ViT-L-14", pretrained="openai", precision=precision, device=device)
+        except Exception as e:  # noqa: BLE001 - hub / url errors of open_clip's download
+            hub_id = (open_clip.get_pretrained_cfg("ViT-L-14", "openai") or {}).get("hf_hub", "").rstrip("/")
+            raise hub.unavailable("OpenAI CLIP ViT-L/14", hub_id or "openai", "clip_model", e) from e
+    else:
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise hub.missing_path("OpenAI CLIP checkpoint", source, "clip_model")
+        model = open_clip.load_openai_model(str(path), precision=precision, device=device)
+    return model.eval()
+
+
+class AestheticEvaluator:
+    """Options: ``weights`` (MLP weights: local file or URL; default the pinned GitHub file, cached),
+    ``backend`` ("clip", the default, or "transformers"), ``clip_model`` (clip: ``"openai"`` or a
+    local OpenAI-format checkpoint; transformers: hub id or local folder), ``precision`` (``amp``:
+    float16 CLIP weights on CUDA as ``clip.load``, fp16 autocast for the transformers backend;
+    ``fp32``), ``device``, ``batch_size``.
+    """
 
     def __init__(
         self,
-        weights: str | Path | None = None,
+        weights: str | Path = WEIGHTS_URL,
         *,
-        backend: str = "transformers",
-        clip_model: str | None = None,
-        pretrained: str | None = "openai",
+        backend: str = "clip",
+        clip_model: str | Path | None = None,
+        precision: str = "amp",
         device: str | torch.device | None = None,
-        dtype: str | torch.dtype | None = None,
         batch_size: int = 16,
         version: str | None = None,
         vision_model: nn.Module | None = None,
         image_processor=None,
         mlp: AestheticMLP | None = None,
     ) -> None:
-        if backend not in ("transformers", "open_clip"):
-            raise ValueError(f"backend must be 'transformers' or 'open_clip', got {backend!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.backend = backend
-        self.clip_model = clip_model or (CLIP_L14_HF if backend == "transformers" else "ViT-L-14")
-        self.pretrained = pretrained
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
+        self.clip_model = str(clip_model or (CLIP_L14_OPENAI if backend == "clip" else CLIP_L14_HF))
+        self.precision = check_precision(precision)
+        self.device = hub.resolve_device(device)
         self.batch_size = int(batch_size)
         self.version = version or "laion-aesthetic-v2-" + WEIGHTS_FILE.removesuffix(".pth")
-        if mlp is None:
-            mlp = load_aesthetic_mlp(weights)
+        self.mlp = (mlp if mlp is not None else load_aesthetic_mlp(weights)).eval().to(self.device, torch.float32)
+        fp16 = backend == "clip" and uses_amp(self.precision, self.device)
         if vision_model is None:
-            vision_model, image_processor_ = self._load_clip()
-            image_processor = image_processor or image_processor_
-        if image_processor is None and backend == "open_clip":
-            image_processor = open_clip_transform(vision_model)
+            vision_model, image_processor = self._load_clip(fp16)
+        self.vision_model = vision_model.eval().to(self.device, torch.float16 if fp16 else torch.float32)
+        if backend == "clip":
+            size = self.vision_model.visual.image_size
+            image_processor = openai_clip_transform(int(size[0] if isinstance(size, tuple | list) else size))
+        elif image_processor is None:
+            raise ValueError("the transformers backend needs the model's CLIPImageProcessor (image_processor=)")
         self.image_processor = image_processor
-        self.vision_model = vision_model.eval().to(self.device, self.dtype)
-        self.mlp = mlp.eval().to(self.device)  # the head stays float32
 
     @classmethod
     def from_models(cls, vision_model, image_processor=None, mlp=None, **kwargs) -> AestheticEvaluator:
-        """Build around an already-built CLIP vision model + its preprocessing (no CLIP download).
-
-        transformers backend: ``CLIPVisionModelWithProjection`` (or ``CLIPModel``) and a
-        ``CLIPImageProcessor``; open_clip backend: an open_clip model and its transform.
-        ``mlp``: an :class:`AestheticMLP`; default: loaded from ``weights``.
-        """
+        """Build around an already-built CLIP model (no CLIP download): clip backend: an open_clip
+        ``CLIP`` (its preprocessing is the ``clip`` package's); transformers backend: a ``CLIPModel``
+        or ``CLIPVisionModelWithProjection`` and its ``CLIPImageProcessor``. ``mlp``: an
+        :class:`AestheticMLP`; default: loaded from ``weights``."""
         return cls(vision_model=vision_model, image_processor=image_processor, mlp=mlp, **kwargs)
 
-    def _load_clip(self):
-        if self.backend == "open_clip":
-            model, preprocess, _ = load_open_clip(
-                self.clip_model, self.pretrained, option="pretrained",
-                force_quick_gelu=self.pretrained == "openai",
-            )
-            return model, preprocess
-        from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+    def _load_clip(self, fp16: bool):
+        if self.backend == "clip":
+            return load_openai_clip(self.clip_model, fp16=fp16, device=self.device), None
+        from transformers import CLIPImageProcessor, CLIPModel
 
-        try:
-            processor = CLIPImageProcessor.from_pretrained(self.clip_model)
-            model = CLIPVisionModelWithProjection.from_pretrained(self.clip_model)
-        except Exception as e:
-            raise unavailable("CLIP ViT-L/14", self.clip_model, "clip_model", e, repo=self.clip_model) from e
+        processor = hub.from_pretrained(CLIPImageProcessor, self.clip_model, what="CLIP ViT-L/14 processor",
+                                        option="clip_model")
+        model = hub.from_pretrained(CLIPModel, self.clip_model, what="CLIP ViT-L/14", option="clip_model")
         return model, processor
 
     @torch.inference_mode()
-    def embed(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """L2-normalised float32 CLIP image embeddings of one batch (on the evaluator's device)."""
-        images = to_rgb(images)
-        if self.backend == "open_clip":
-            pixels = torch.stack([self.image_processor(im) for im in images])
-            emb = self.vision_model.encode_image(pixels.to(self.device, self.dtype))
+    def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """L2-normalised CLIP image embeddings of one batch, as the reference computes them
+        (numpy, in the model's output dtype)."""
+        if self.backend == "clip":
+            dtype = next(self.vision_model.parameters()).dtype
+            pixels = torch.stack([self.image_processor(im) for im in images]).to(self.device, dtype)
+            emb = self.vision_model.encode_image(pixels)
         else:
-            pixels = self.image_processor(images=images, return_tensors="pt")["pixel_values"]
-            pixels = pixels.to(self.device, self.dtype)
-            if hasattr(self.vision_model, "get_image_features"):  # a full CLIPModel
-                from inpo.evaluators.pickscore import _features
+            from inpo.evaluators.pickscore import features
 
-                emb = _features(self.vision_model.get_image_features(pixel_values=pixels))
-            else:
-                emb = self.vision_model(pixel_values=pixels).image_embeds
-        emb = emb.float()
-        return emb / emb.norm(dim=-1, keepdim=True)
+            pixels = self.image_processor(images=list(images), return_tensors="pt")["pixel_values"].to(self.device)
+            with autocast(self.precision, self.device):
+                if hasattr(self.vision_model, "get_image_features"):  # a full CLIPModel
+                    emb = features(self.vision_model.get_image_features(pixel_values=pixels))
+                else:  # CLIPVisionModelWithProjection
+                    emb = self.vision_model(pixel_values=pixels).image_embeds
+        return normalized(emb.cpu().numpy())
 
     @torch.inference_mode()
-    def score_embeddings(self, emb: torch.Tensor) -> np.ndarray:
-        """MLP scores of already L2-normalised embeddings ``[N, 768]``."""
-        return self.mlp(emb.to(self.device, torch.float32)).squeeze(-1).double().cpu().numpy()
+    def score_embeddings(self, emb: np.ndarray) -> np.ndarray:
+        """MLP scores (float32) of already L2-normalised embeddings ``[N, 768]``."""
+        x = torch.from_numpy(np.ascontiguousarray(emb)).to(self.device, torch.float32)
+        return self.mlp(x).squeeze(-1).double().cpu().numpy()
 
     def score(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> np.ndarray:
         check_inputs(images, prompts)
-        out = np.empty(len(images), dtype=np.float64)
-        for sl in batch_slices(len(images), self.batch_size):
-            out[sl] = self.score_embeddings(self.embed(images[sl]))
-        return out
+        return batched_scores(lambda ims, _: self.score_embeddings(self.embed(ims)), images, prompts,
+                              self.batch_size)

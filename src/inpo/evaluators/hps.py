@@ -1,11 +1,19 @@
 """HPSv2 (Human Preference Score v2): open_clip ViT-H-14 with the HPS checkpoint, ``100 * cos``.
 
-The HPS checkpoints (``HPS_v2_compressed.pt`` for v2.0, ``HPS_v2.1_compressed.pt`` for v2.1, hub
-repo ``xswu/HPSv2``) are full open_clip ViT-H-14 state_dicts (wrapped in ``{"state_dict": ...}``);
-they load unchanged into ``open_clip.create_model("ViT-H-14")``. Preprocessing and tokenizer are
-open_clip's own for ViT-H-14 (resize 224 bicubic, center crop, OpenAI mean/std), as in the ``hpsv2``
-package, which we do not depend on (its pins conflict with ours). v2.0 and v2.1 give different
-numbers: the version is in ``evaluator.version`` (``"hpsv2.1"``) and so in every score file.
+Reference: the ``hpsv2`` package's scorer (``hpsv2.img_score.score``, v1.2.0): the model from
+``create_model_and_transforms("ViT-H-14", ..., precision="amp", light_augmentation=True,
+output_dict=True)`` with the checkpoint's ``state_dict`` loaded; ``preprocess_val`` (ToTensor,
+resize the longest side to 224, zero-pad to a square, normalise: :func:`pad_square_transform`);
+``get_tokenizer("ViT-H-14")``; under ``torch.cuda.amp.autocast()`` the diagonal of
+``image_features @ text_features.T``. hpsv2 returns that cosine; the paper reports it x 100, which
+is what this evaluator returns. We do not depend on ``hpsv2`` (its pins conflict with ours); the
+parity test runs it from a scratch install.
+
+Checkpoints (hub repo ``xswu/HPSv2``): ``HPS_v2_compressed.pt`` (v2.0, the one the Diffusion-DPO
+``utils/hps_utils.py`` loads and the default of ``hpsv2.score``) and ``HPS_v2.1_compressed.pt``
+(v2.1, the default of ``hpsv2.evaluate``); each ``{"state_dict": <full open_clip ViT-H-14>}``.
+The two give different numbers: the version is in ``evaluator.version`` (``"hpsv2.0"``) and so in
+every score file.
 """
 
 from __future__ import annotations
@@ -14,8 +22,9 @@ from pathlib import Path
 
 import torch
 
-from inpo.evaluators import register
-from inpo.evaluators.clip import OpenClipEvaluator, hf_file, load_open_clip, unavailable
+from inpo import hub
+from inpo.evaluators.clip import OpenClipEvaluator
+from inpo.evaluators.common import load_open_clip
 
 HPS_REPO = "xswu/HPSv2"
 HPS_FILES = {"v2.0": "HPS_v2_compressed.pt", "v2.1": "HPS_v2.1_compressed.pt"}
@@ -30,33 +39,33 @@ def normalize_hps_version(v: str) -> str:
 
 
 def load_hps_state_dict(path: str | Path, *, weights_only: bool = True) -> dict[str, torch.Tensor]:
-    """State dict of an HPS checkpoint file (``{"state_dict": ...}`` or bare), ``module.`` stripped."""
+    """The ``state_dict`` of an HPS checkpoint file (``{"state_dict": ...}``), ``module.`` stripped."""
     ckpt = torch.load(str(path), map_location="cpu", weights_only=weights_only)
-    sd = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else ckpt
-    if not isinstance(sd, dict):
-        raise ValueError(f"{path}: not a state_dict checkpoint (got {type(sd).__name__})")
-    return {k.removeprefix("module."): v for k, v in sd.items()}
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        raise ValueError(f"{path}: not an HPS checkpoint (expected a dict with a 'state_dict' key)")
+    return {k.removeprefix("module."): v for k, v in ckpt["state_dict"].items()}
 
 
-@register("hps")
 class HpsEvaluator(OpenClipEvaluator):
     """HPSv2 score, ``100 * cos(image_emb, text_emb)``; about 26-30 on SD images.
 
-    Options: ``hps_version`` ("v2.0" or "v2.1", default "v2.1"), ``checkpoint`` (local path of the HPS
-    checkpoint; default: ``HPS_FILES[hps_version]`` from hub repo ``hub_repo``), ``model_name``
-    (open_clip architecture, default ViT-H-14), ``device``, ``dtype``, ``batch_size``,
+    Options: ``hps_version`` ("v2.0", the default, or "v2.1"), ``checkpoint`` (local path of the
+    HPS checkpoint; default: ``HPS_FILES[hps_version]`` from hub repo ``hub_repo``, cache first),
+    ``model_name`` (open_clip architecture or model-config JSON, default ViT-H-14),
+    ``image_transform`` (default ``pad_square``, hpsv2's; ``center_crop``: open_clip's),
+    ``precision`` (``amp``: fp16 autocast on CUDA as hpsv2; ``fp32``), ``device``, ``batch_size``,
     ``weights_only`` (torch.load safety, default True).
     """
 
-    name = "hps"
+    default_transform = "pad_square"
 
     def __init__(
         self,
-        hps_version: str = "v2.1",
+        hps_version: str = "v2.0",
         checkpoint: str | Path | None = None,
         *,
         hub_repo: str = HPS_REPO,
-        model_name: str = "ViT-H-14",
+        model_name: str | Path = "ViT-H-14",
         weights_only: bool = True,
         **kwargs,
     ) -> None:
@@ -64,20 +73,20 @@ class HpsEvaluator(OpenClipEvaluator):
         self.checkpoint = checkpoint
         self.hub_repo = hub_repo
         self.weights_only = weights_only
-        kwargs.setdefault("pretrained", None)
-        super().__init__(model_name=model_name, **kwargs)
+        super().__init__(model_name=model_name, pretrained=None, **kwargs)
 
     def _default_version(self) -> str:
         return "hps" + self.hps_version  # "hpsv2.0" / "hpsv2.1"
 
     def _load(self):
         if self.checkpoint is not None:
-            path = Path(self.checkpoint)
+            path = Path(self.checkpoint).expanduser()
             if not path.is_file():
-                raise unavailable("HPS checkpoint", str(path), "checkpoint", FileNotFoundError(str(path)))
+                raise hub.missing_path("HPS checkpoint", self.checkpoint, "checkpoint")
         else:
-            path = hf_file(self.hub_repo, HPS_FILES[self.hps_version], "checkpoint")
+            path = hub.hub_file(self.hub_repo, HPS_FILES[self.hps_version], what="HPS checkpoint",
+                                option="checkpoint")
         sd = load_hps_state_dict(path, weights_only=self.weights_only)
-        model, preprocess, tokenizer = load_open_clip(self.model_name, None, option="checkpoint")
+        model, tokenizer = load_open_clip(self.model_name, None, option="checkpoint")
         model.load_state_dict(sd, strict=True)
-        return model, preprocess, tokenizer
+        return model, tokenizer

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from inpo.data.toy import ToyWorld, to_unit_float_bhwc
-from inpo.evaluators import check_inputs, register
+from inpo.evaluators import check_inputs
 
 
 def _world(world=None, **kwargs) -> ToyWorld:
@@ -59,7 +59,6 @@ def _quality(world: ToyWorld, x: np.ndarray) -> np.ndarray:
 
 
 class _ToyEvaluator:
-    name = "toy"
     version = "1"
 
     def __init__(self, world=None, **kwargs):
@@ -82,18 +81,14 @@ class _ToyEvaluator:
         raise NotImplementedError
 
 
-@register("toy_reward")
 class ToyReward(_ToyEvaluator):
-    name = "toy_reward"
     version = "toy-reward-v1"
 
     def _score(self, x, prompts):
         return self.world.hidden_reward(x, list(prompts)).astype(np.float64)
 
 
-@register("toy_pickscore")
 class ToyPickScore(_ToyEvaluator):
-    name = "toy_pickscore"
     version = "toy-pickscore-v2"
 
     def _score(self, x, prompts):
@@ -107,9 +102,7 @@ class ToyPickScore(_ToyEvaluator):
         return out
 
 
-@register("toy_hps")
 class ToyHPS(_ToyEvaluator):
-    name = "toy_hps"
     version = "toy-hps-v2.1"
 
     def _score(self, x, prompts):
@@ -126,22 +119,18 @@ class ToyHPS(_ToyEvaluator):
         return (15.0 + 15.0 * r).astype(np.float64)
 
 
-@register("toy_aesthetic")
 class ToyAesthetic(_ToyEvaluator):
     """Caption-independent image quality: object/background contrast, edge sharpness, composition."""
 
-    name = "toy_aesthetic"
     version = "toy-aesthetic-v1"
 
     def _score(self, x, prompts):
         return (3.0 + 5.0 * _quality(self.world, x)).astype(np.float64)
 
 
-@register("toy_clip")
 class ToyCLIP(_ToyEvaluator):
     """Text-image alignment: soft match of drawn colour name, shape and background to the caption."""
 
-    name = "toy_clip"
     version = "toy-clip-v1"
 
     def _score(self, x, prompts):
