@@ -14,9 +14,10 @@ import math
 import pytest
 import torch
 
+from inpo.conditioning import Cond
 from inpo.config import MethodConfig
 from inpo.inversion import ddim_invert, reparametrized_target
-from inpo.methods import Cond, PairGenerators, build_inputs
+from inpo.methods import PairGenerators, get_method
 
 SHAPE = (4, 6, 6)
 
@@ -187,7 +188,7 @@ def test_inpo_inputs_follow_hand_inversion_with_guidance(guidance):
     cfg.inversion.eta = 0.0
     cfg.inversion.guidance_scale = guidance
     unet = CondUnet()
-    inp = build_inputs(cfg, lw, ll, cond, PairGenerators.for_indices(0, 0, [3, 4]), acp,
+    inp = get_method(cfg.name).build(cfg, lw, ll, cond, PairGenerators.for_indices(0, 0, [3, 4]), acp,
                        inversion_unet=unet, uncond=uncond if guidance != 1.0 else None)
     x0 = torch.cat([lw, ll])
     c = torch.tensor([0.3, 0.4, 0.3, 0.4]).double()  # winner rows then loser rows share their pair's caption

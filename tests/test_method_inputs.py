@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import torch
 
+from inpo.conditioning import Cond
 from inpo.config import MethodConfig
-from inpo.methods import Cond, PairGenerators, build_inputs
+from inpo.methods import PairGenerators, get_method
 
 SHAPE = (4, 6, 6)
 
@@ -26,7 +27,7 @@ def forward_by_hand(x0, noise, t, a):
 def _inputs(name, lw, ll, idx=(4, 5, 6), **kw):
     cfg = MethodConfig(name=name, **kw)
     cond = Cond(torch.arange(len(lw) * 2 * 3, dtype=torch.float32).view(len(lw), 2, 3))
-    return build_inputs(cfg, lw, ll, cond, PairGenerators.for_indices(7, 1, list(idx)), acp()), cond
+    return get_method(cfg.name).build(cfg, lw, ll, cond, PairGenerators.for_indices(7, 1, list(idx)), acp()), cond
 
 
 def test_sft_target_is_the_winner_noise():

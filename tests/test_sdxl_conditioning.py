@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from inpo.methods import TextConditioner
+from inpo.conditioning import TextConditioner
 from inpo.models import build_tiny_sdxl, make_pipeline
 
 CAPTIONS = ["a red cube", "", "an oil painting of mountains at dusk"]
