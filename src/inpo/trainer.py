@@ -333,7 +333,8 @@ def train(cfg: TrainConfig, *, stop_after: int | None = None) -> dict:
     """Train ``cfg`` to ``cfg.max_updates`` (resuming from ``cfg.state_dir``), save the pipeline.
 
     ``stop_after`` stops (without saving the pipeline) after that many updates of this call,
-    which tests use to simulate a kill. Returns a summary dict.
+    which tests use to simulate a kill. Returns a summary dict, with the update this call
+    resumed from (``resumed_from``, 0 for a fresh start) and the updates it ran (``updates_run``).
     """
     from accelerate import Accelerator
     from tqdm.auto import tqdm
@@ -408,14 +409,15 @@ def train(cfg: TrainConfig, *, stop_after: int | None = None) -> dict:
         if stop_after is not None and done_here >= stop_after:
             bar.close()
             log.close()
-            return {"stopped_at": u, "pairs_seen": pairs_seen}
+            return {"stopped_at": u, "pairs_seen": pairs_seen, "resumed_from": start, "updates_run": done_here}
     bar.close()
     log.close()
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         save_result(cfg, models, accelerator.unwrap_model(policy))
     accelerator.wait_for_everyone()
-    return {"updates": cfg.max_updates, "pairs_seen": pairs_seen, "wall_s": wall}
+    return {"updates": cfg.max_updates, "pairs_seen": pairs_seen, "wall_s": wall, "resumed_from": start,
+            "updates_run": done_here}
 
 
 def save_result(cfg: TrainConfig, models: Models, unet) -> None:
