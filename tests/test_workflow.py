@@ -14,13 +14,6 @@ from workflow_utils import REPO, SMOKE, copy_workflow, planned_jobs, run_snakema
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    work = copy_workflow(tmp_path_factory.mktemp("wf"))
-    run_snakemake(work, "--cores", "2", "all", *SMOKE)
-    return work
-
-
 def test_smoke_dag_outputs(smoke_run):
     work = smoke_run
     for name in ["table1_winrates", "table2_ablations", "supp_median_mean", "training_curves", "image_grids"]:
