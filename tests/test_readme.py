@@ -102,6 +102,11 @@ def test_readme_command(command, work):
             if exe == "snakemake":
                 dry_run(work, cmd[1:])
                 ran += 1
+            elif cmd[-1:] == ["tests/mutations.py"]:  # make mutants: the mutation list loads
+                r = subprocess.run([sys.executable, "tests/mutations.py", "--list"], cwd=REPO, capture_output=True,
+                                   text=True)
+                assert r.returncode == 0 and r.stdout.strip(), r.stdout + r.stderr
+                ran += 1
             elif exe == "pytest":
                 r = subprocess.run([sys.executable, "-m", "pytest", *cmd[1:], "--collect-only"], cwd=REPO,
                                    capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
@@ -115,6 +120,10 @@ def test_readme_command(command, work):
         r = subprocess.run(["bash", "-c", f"source {shlex.quote(args[0])} && command -v snakemake"], cwd=REPO,
                            capture_output=True, text=True)
         assert r.returncode == 0 and r.stdout.strip().endswith("snakemake"), r.stderr
+    elif head == "inpo":  # the command line: the subcommand exists and explains itself
+        r = subprocess.run([sys.executable, "-m", "inpo.cli", *args, *([] if "--help" in args else ["--help"])],
+                           cwd=REPO, capture_output=True, text=True)
+        assert r.returncode == 0 and "usage: inpo" in r.stdout, r.stdout + r.stderr
     elif head == "$EDITOR":
         assert "SITE" in (REPO / args[0]).read_text()
     else:
