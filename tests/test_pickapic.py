@@ -10,7 +10,6 @@ import torch
 
 from inpo.data.pickapic import (
     REQUIRED_COLUMNS,
-    HubUnavailableError,
     ImageDecodeError,
     PreferencePairs,
     SchemaError,
@@ -19,6 +18,7 @@ from inpo.data.pickapic import (
     filter_pairs,
     resolve_shards,
 )
+from inpo.hub import ModelUnavailableError
 
 RED, BLUE = (220, 20, 20), (20, 20, 220)
 CORRUPT = b"\xff\xd8\xff\xe0" + b"not really a jpeg" * 4
@@ -197,7 +197,7 @@ def test_hub_id_offline_fails_fast(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
-    with pytest.raises(HubUnavailableError, match="HF_HUB_OFFLINE"):
+    with pytest.raises(ModelUnavailableError, match="HF_HUB_OFFLINE"):
         check_schema("yuvalkirstain/pickapic_v2")
     with pytest.raises(FileNotFoundError):
         resolve_shards(tmp_path / "does-not-exist")
@@ -296,9 +296,9 @@ def test_missing_relative_local_folder_is_a_missing_path(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data").mkdir()
-    with pytest.raises(FileNotFoundError, match=r"'data/pickapic_v2': no such file or folder"):
+    with pytest.raises(FileNotFoundError, match=r"'data/pickapic_v2' \(`data.pickapic`\): no such file or folder"):
         resolve_shards("data/pickapic_v2")
-    with pytest.raises(HubUnavailableError, match="no local folder .*other/pickapic_v2 either"):
+    with pytest.raises(ModelUnavailableError, match="no local folder .*other/pickapic_v2 either"):
         resolve_shards("other/pickapic_v2")
 
 

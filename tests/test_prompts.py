@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from inpo.data.prompts import HPDV2_STYLES, PromptSourceUnavailable, load_prompt_set
+from inpo.data.prompts import HPDV2_STYLES, load_prompt_set
+from inpo.hub import ModelUnavailableError
 
 GIGGLE = '"G I G G L E" painted in thick colorful lettering as graffiti on a faded red brick wall'
 
@@ -61,7 +62,7 @@ def test_pickapic_test_from_local_parquet(tmp_path, jpeg, write_shard):
 def test_offline_without_local_path_fails_fast(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     for name in ("hpdv2", "parti", "pickapic_test"):
-        with pytest.raises(PromptSourceUnavailable, match="HF_HUB_OFFLINE"):
+        with pytest.raises(ModelUnavailableError, match="HF_HUB_OFFLINE"):
             load_prompt_set(name)
     with pytest.raises(KeyError, match="unknown prompt set"):
         load_prompt_set("nope")

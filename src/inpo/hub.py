@@ -19,23 +19,25 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import torch
+if TYPE_CHECKING:  # torch is imported where it is used: the data modules import this one without it
+    import torch
 
 T = TypeVar("T")
 
 #: a hub repo id: ``name`` or ``org/name`` (letters, digits, ``._-``), as the hub accepts them
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 
+#: dtype names -> torch dtype attribute
 DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-    "half": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
+    "float32": "float32",
+    "fp32": "float32",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
 }
 
 #: seconds the hub may take to answer a metadata request before a download attempt gives up
@@ -168,6 +170,8 @@ def url_file(url: str, filename: str, *, what: str, option: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{filename}.{os.getpid()}.tmp")
     try:
+        import torch
+
         torch.hub.download_url_to_file(url, str(tmp), progress=False)
     except Exception as err:  # noqa: BLE001
         raise unavailable(what, url, option, err) from err
@@ -177,17 +181,22 @@ def url_file(url: str, filename: str, *, what: str, option: str) -> Path:
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """``None`` -> ``cuda`` when available, else ``cpu``."""
+    import torch
+
     return torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
-def resolve_dtype(dtype: str | torch.dtype | None, default: torch.dtype = torch.float32) -> torch.dtype:
-    """A torch dtype from a name (``fp16``, ``float16``, ``bf16``, ``fp32``, ``torch.float32``...)."""
+def resolve_dtype(dtype: str | torch.dtype | None, default: torch.dtype | None = None) -> torch.dtype:
+    """A torch dtype from a name (``fp16``, ``float16``, ``bf16``, ``fp32``, ``torch.float32``...);
+    ``None`` -> ``default`` (float32 when not given)."""
+    import torch
+
     if dtype is None:
-        return default
+        return torch.float32 if default is None else default
     if isinstance(dtype, torch.dtype):
         return dtype
     try:
-        return DTYPES[str(dtype).lower().removeprefix("torch.")]
+        return getattr(torch, DTYPES[str(dtype).lower().removeprefix("torch.")])
     except KeyError:
         raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(DTYPES)}") from None
 

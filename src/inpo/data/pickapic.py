@@ -38,6 +38,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from PIL import Image
 
+from .. import hub
+
 PICKAPIC_HUB_ID = "yuvalkirstain/pickapic_v2"
 
 #: Columns the filter and the datasets need, with the arrow type family each must have.
@@ -76,15 +78,9 @@ PICKAPIC_V2_SCHEMA = pa.schema(
 )
 
 _KNOWN_SPLITS = ("train", "validation", "test", "validation_unique", "test_unique")
-_HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
 
 class SchemaError(ValueError):
     """A shard lacks a required column or has one of the wrong type."""
-
-
-class HubUnavailableError(RuntimeError):
-    """A hub dataset id was given but its files are not available (offline and not cached)."""
 
 
 class ImageDecodeError(RuntimeError):
@@ -99,10 +95,6 @@ class ShardReadError(RuntimeError):
 # --------------------------------------------------------------------------------------------
 # Resolving a source to a list of shard files
 # --------------------------------------------------------------------------------------------
-
-
-def _is_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def _select_split(files: list[Path], split: str | None, where: str) -> list[Path]:
@@ -126,11 +118,7 @@ def _select_split(files: list[Path], split: str | None, where: str) -> list[Path
     return chosen
 
 
-def _hub_shards(repo_id: str, split: str | None) -> list[Path]:
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError as e:  # pragma: no cover - dependency of diffusers/transformers
-        raise HubUnavailableError(f"huggingface_hub is needed to resolve hub id {repo_id!r}") from e
+def _hub_shards(repo_id: str, split: str | None, option: str) -> list[Path]:
     pats = (
         ["*.parquet"]
         if split is None
@@ -142,36 +130,16 @@ def _hub_shards(repo_id: str, split: str | None) -> list[Path]:
             f"*/{split}/*.parquet",
         ]
     )
-    local = None
-    here = f"no local folder {Path(repo_id).absolute()} either"
-    try:  # offline first: the hub cache
-        local = snapshot_download(repo_id, repo_type="dataset", allow_patterns=pats, local_files_only=True)
-    except Exception as e:  # noqa: BLE001 - any cache miss
-        if _is_offline():
-            raise HubUnavailableError(
-                f"Pick-a-Pic source {repo_id!r} is read as a hub dataset id ({here}) but HF_HUB_OFFLINE is set "
-                f"and it is not in the local hub cache ({type(e).__name__}). Pass a local folder of parquet shards instead, or "
-                f"download it first (huggingface-cli download {repo_id} --repo-type dataset)."
-            ) from e
-    files = sorted(Path(local).rglob("*.parquet")) if local else []
+    what = f"Pick-a-Pic shards (read as a hub dataset id: no local folder {Path(repo_id).absolute()} either)"
+    files = sorted(hub.hub_snapshot(repo_id, pats, what=what, option=option).rglob("*.parquet"))
     if not files:
-        if _is_offline():
-            raise HubUnavailableError(
-                f"no cached parquet shards of split {split!r} for hub dataset {repo_id!r} and HF_HUB_OFFLINE is set; "
-                "pass a local folder of parquet shards"
-            )
-        try:
-            local = snapshot_download(repo_id, repo_type="dataset", allow_patterns=pats)
-        except Exception as e:  # noqa: BLE001
-            raise HubUnavailableError(f"cannot download hub dataset {repo_id!r}: {e}") from e
-        files = sorted(Path(local).rglob("*.parquet"))
-    if not files:
-        raise FileNotFoundError(f"hub dataset {repo_id!r} has no parquet shards matching {pats}")
+        raise FileNotFoundError(f"hub dataset {repo_id!r} has no parquet shards matching {pats} (`{option}`)")
     return _select_split(files, split, repo_id)
 
 
 def resolve_shards(
-    source: str | os.PathLike | Sequence[str | os.PathLike], split: str | None = "train"
+    source: str | os.PathLike | Sequence[str | os.PathLike], split: str | None = "train",
+    option: str = "data.pickapic",
 ) -> list[Path]:
     """Shard files of ``source``: a parquet file, a folder (searched recursively for ``*.parquet``;
     files named ``{split}-*.parquet`` or under a ``{split}/`` folder are selected when splits are
@@ -193,10 +161,10 @@ def resolve_shards(
             raise FileNotFoundError(f"no *.parquet files under {p}")
         return _select_split(files, split, str(p))
     s = str(source)
-    if _HUB_ID_RE.match(s) and not s.startswith((".", "/")) and not Path(s.split("/")[0]).is_dir():
-        return _hub_shards(s, split)
+    if hub.is_hub_id(s):
+        return _hub_shards(s, split, option)
     raise FileNotFoundError(
-        f"Pick-a-Pic source {s!r}: no such file or folder ({p.absolute()}); a hub dataset id "
+        f"Pick-a-Pic source {s!r} (`{option}`): no such file or folder ({p.absolute()}); a hub dataset id "
         "'owner/name' is taken for one only when no local folder 'owner' exists"
     )
 

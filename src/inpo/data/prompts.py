@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .. import hub
+
 HPDV2_STYLES: tuple[str, ...] = ("anime", "concept-art", "paintings", "photo")
 HPDV2_HUB_ID = "zhwang/HPDv2"
 PARTI_HUB_ID = "nateraw/parti-prompts"
@@ -33,58 +35,12 @@ PICKAPIC_HUB_ID = "yuvalkirstain/pickapic_v2"
 PROMPT_SETS: tuple[str, ...] = ("hpdv2", "parti", "pickapic_test")
 
 
-class PromptSourceUnavailable(RuntimeError):
-    """The prompt set's files are not available locally and cannot be fetched (offline)."""
+def _hub_file(repo_id: str, filename: str, option: str) -> Path:
+    return hub.hub_file(repo_id, filename, what="prompt file", option=option, repo_type="dataset")
 
 
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def _hub_call(what: str, fn, **kwargs) -> str:
-    """Run a huggingface_hub download function cache-first; fail fast with a clear message offline."""
-    try:
-        return fn(local_files_only=True, **kwargs)
-    except Exception as e:  # noqa: BLE001 - cache miss of any kind
-        if _offline():
-            raise PromptSourceUnavailable(
-                f"{what}: not in the local hub cache and HF_HUB_OFFLINE is set ({type(e).__name__}); "
-                "pass a local path as source"
-            ) from e
-    try:
-        return fn(**kwargs)
-    except Exception as e:  # noqa: BLE001
-        raise PromptSourceUnavailable(
-            f"{what}: download failed ({type(e).__name__}: {e}); pass a local path"
-        ) from e
-
-
-def _hub_file(repo_id: str, filename: str) -> Path:
-    from huggingface_hub import hf_hub_download
-
-    return Path(
-        _hub_call(
-            f"{repo_id}/{filename}", hf_hub_download, repo_id=repo_id, filename=filename, repo_type="dataset"
-        )
-    )
-
-
-def _hub_snapshot(repo_id: str, patterns: list[str]) -> Path:
-    from huggingface_hub import snapshot_download
-
-    return Path(
-        _hub_call(
-            f"hub dataset {repo_id}",
-            snapshot_download,
-            repo_id=repo_id,
-            repo_type="dataset",
-            allow_patterns=patterns,
-        )
-    )
-
-
-def _is_hub_id(s: str) -> bool:
-    return "/" in s and not s.startswith((".", "/", "~")) and s.count("/") == 1 and "://" not in s
+def _hub_snapshot(repo_id: str, patterns: list[str], option: str) -> Path:
+    return hub.hub_snapshot(repo_id, patterns, what="prompt set", option=option)
 
 
 # ------------------------------------------------------------------------------------------ HPDv2
@@ -103,8 +59,9 @@ def _hpdv2_files(source) -> dict[str, Path]:
                 raise FileNotFoundError(f"HPDv2 prompts: no {style}.json (or benchmark_{style}.json) in {p}")
             files[style] = hit
         return files
-    if _is_hub_id(str(source)):
-        return {s: _hub_file(str(source), f"benchmark/{s}.json") for s in HPDV2_STYLES}
+    if hub.is_hub_id(str(source)):
+        return {s: _hub_file(str(source), f"benchmark/{s}.json", "evaluation.prompt_sets.hpdv2.source")
+                for s in HPDV2_STYLES}
     raise FileNotFoundError(
         f"HPDv2 prompts: {source!r} is neither a folder with the 4 JSONs nor a hub dataset id"
     )
@@ -164,8 +121,8 @@ def _load_parti(source) -> pd.DataFrame:
     if s.startswith(("http://", "https://")):
         with urllib.request.urlopen(s, timeout=60) as r:  # noqa: S310 - explicit user-given URL
             return _parti_frame(_read_parti_tsv(io.StringIO(r.read().decode("utf-8"))), s)
-    if _is_hub_id(s):
-        root = _hub_snapshot(s, ["*.tsv", "*.parquet"])
+    if hub.is_hub_id(s):
+        root = _hub_snapshot(s, ["*.tsv", "*.parquet"], "evaluation.prompt_sets.parti.source")
         return _load_parti(root)
     raise FileNotFoundError(
         f"Parti prompts: {s!r} is neither a TSV/parquet file or folder, a URL, nor a hub id"
@@ -194,14 +151,11 @@ def _load_pickapic_test(source) -> pd.DataFrame:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from inpo.data.pickapic import HubUnavailableError, resolve_shards
+    from inpo.data.pickapic import resolve_shards
 
     if source is None:
         source = PICKAPIC_HUB_ID
-    try:
-        files = resolve_shards(source, "test_unique")
-    except HubUnavailableError as e:
-        raise PromptSourceUnavailable(f"Pick-a-Pic test_unique prompts: {e}") from e
+    files = resolve_shards(source, "test_unique", option="evaluation.prompt_sets.pickapic_test.source")
     caps = pa.concat_arrays(
         [pq.read_table(f, columns=["caption"])["caption"].combine_chunks() for f in files]
     )
