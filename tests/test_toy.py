@@ -112,14 +112,12 @@ def test_reward_prefers_intended_properties_and_is_smooth(world):
 
 
 def test_eval_prompts(world, tmp_path):
-    from inpo.data.toy import eval_prompts, write_prompt_sets
+    from inpo.data.toy import eval_prompts
 
     p = eval_prompts(world, n=480)
     assert len(p) == 480 and set(p) == set(world.captions)
     assert p == eval_prompts(world, n=480)
     assert all(p.count(c) == 40 for c in world.captions)
-    paths = write_prompt_sets(world, tmp_path)
-    assert paths["toy_eval"].read_text().splitlines() == p
 
 
 @pytest.fixture(scope="module")

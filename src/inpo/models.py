@@ -73,13 +73,6 @@ def default_scheduler(kind: str = "sd15"):
     )
 
 
-def ddim_scheduler(config: dict | None = None):
-    """A DDIMScheduler with the SD schedule (or built from another scheduler's config)."""
-    from diffusers import DDIMScheduler
-
-    return DDIMScheduler.from_config(config or sd_scheduler_config())
-
-
 @dataclass
 class TinySDConfig:
     """Sizes of a tiny SD-shaped model (defaults: the calibrated toy-world model).
@@ -368,7 +361,6 @@ __all__ = [
     "TinySDConfig",
     "build_tiny_sd15",
     "build_tiny_sdxl",
-    "ddim_scheduler",
     "default_scheduler",
     "export_pipeline",
     "load_components",

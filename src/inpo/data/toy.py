@@ -14,7 +14,7 @@ in minutes with the real code paths (diffusers pipelines, AutoencoderKL latents,
 - :func:`pretrain_vae`: fits the tiny AutoencoderKL to toy images and sets its scaling factor.
 - :func:`make_preference_shards`: pairs of the BASE model's own samples labelled by the hidden
   reward, written as Pick-a-Pic v2 parquet shards (near-ties -> 0.5 labels, a few corrupt images).
-- :func:`eval_prompts` / :func:`write_prompt_sets`: held-out evaluation prompt sets.
+- :func:`eval_prompts`: held-out evaluation prompts.
 """
 
 from __future__ import annotations
@@ -337,20 +337,6 @@ def eval_prompts(world: ToyWorld, n: int = 480, seed: int = 1) -> list[str]:
     return [lst[j] for j in order]
 
 
-def write_prompt_sets(world: ToyWorld, out_dir: str | Path, *, n: int = 480, seed: int = 1) -> dict[str, Path]:
-    """Write the toy evaluation prompt set(s) as ``{out_dir}/{name}.txt`` (one prompt per line)
-    plus ``.json`` (list). Returns name -> txt path. Set: ``toy_eval`` (n prompts)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    sets = {"toy_eval": eval_prompts(world, n=n, seed=seed)}
-    paths = {}
-    for name, prompts in sets.items():
-        (out / f"{name}.txt").write_text("\n".join(prompts) + "\n", encoding="utf-8")
-        (out / f"{name}.json").write_text(json.dumps(prompts, indent=0), encoding="utf-8")
-        paths[name] = out / f"{name}.txt"
-    return paths
-
-
 # ---------------------------------------------------------------------- preference shards
 def pickapic_schema():
     """The Pick-a-Pic v2 parquet schema (one definition: :data:`inpo.data.pickapic.PICKAPIC_V2_SCHEMA`)."""
@@ -560,5 +546,4 @@ __all__ = [
     "sample_base_images",
     "set_vae_scaling_factor",
     "to_unit_float_bhwc",
-    "write_prompt_sets",
 ]
