@@ -121,6 +121,8 @@ def test_overlay_changes_only_ids_paths_and_sizes():
         assert set(merged["evaluation"]["prompt_sets"]) == set(paper["evaluation"]["prompt_sets"])
         assert merged["report"]["baselines"] == paper["report"]["baselines"]
         assert merged["world"] == "real"
+        if not paper["ablations"]:
+            assert not merged["ablations"], family
 
 
 def test_tiny_ablation_sheet_is_rows_of_the_paper_sheet():
@@ -238,24 +240,29 @@ def _check_run(work: Path, family: str) -> dict:
     prompts = scores[(scores.model == "base") & (scores.evaluator == "clip") & (scores.prompt_set == "parti")]
     assert list(prompts.sort_values("index")["prompt"]) == ["bond", "element", "molecule", "life"]  # the real file
 
-    # Table 1: InPO's win-rate over every baseline, per prompt set and evaluator, = the score files'
+    # Table 1: InPO's win-rate over every baseline, per prompt set and evaluator, = the score files',
+    # with the paper's figure beside ours on HPDv2 and Parti
     t1 = pd.read_csv(work / "results" / "tables" / "table1_winrates.csv")
-    ours = t1[t1["source"] == "ours"] if "source" in t1.columns else t1
-    assert set(ours["baseline"]) == set(cfg["report"]["baselines"])
-    s = scores.set_index(["model", "prompt_set", "evaluator", "index"])["score"]
-    for r in ours.itertuples(index=False):
+    assert set(t1["baseline"]) == set(cfg["report"]["baselines"]) and set(t1["model"]) == {"inpo"}
+    assert len(t1) == len(cfg["report"]["baselines"]) * 3 * 4  # baselines x prompt sets x evaluators
+    s = scores.set_index(["model", "prompt_set", "evaluator", "index"])["score"].sort_index()
+    for r in t1.itertuples(index=False):
         a = s.loc[("inpo", r.prompt_set, r.evaluator)]
         b = s.loc[(r.baseline, r.prompt_set, r.evaluator)]
         want = 100 * float(np.where(a > b, 1.0, np.where(a == b, 0.5, 0.0)).mean())
-        assert r.win_rate == pytest.approx(want), r
-    assert len(ours) == len(cfg["report"]["baselines"]) * 2 * 4  # Table 1's prompt sets x evaluators
+        assert r.win_rate_pct == pytest.approx(want), r
+        assert r.n == 4
+    paper_sets = t1[t1["prompt_set"].isin(["hpdv2", "parti"])]
+    assert paper_sets["paper_pct"].notna().all(), paper_sets
+    assert t1.loc[t1["prompt_set"] == "pickapic_test", "paper_pct"].isna().all()
 
-    # supplementary table: median and mean of every model on its prompt set, = the score files'
+    # supplementary table: median and mean of every model on every prompt set, = the score files'
     supp = pd.read_csv(work / "results" / "tables" / "supp_median_mean.csv")
-    assert set(supp["model"]) >= models
+    assert set(supp["model"]) == models and len(supp) == len(models) * 3 * 4
     for r in supp.itertuples(index=False):
         v = s.loc[(r.model, r.prompt_set, r.evaluator)]
         assert r.median == pytest.approx(float(np.median(v))) and r.mean == pytest.approx(float(v.mean())), r
+    assert supp.loc[(supp["prompt_set"] == "hpdv2") & (supp["model"] == "inpo"), "paper_median"].notna().all()
 
     # every trained run logged its updates
     for run in runs | ablation_runs:
@@ -273,16 +280,18 @@ def test_sd15_paper_dag(sd15_run):
     work, wall = sd15_run
     cfg = _check_run(work, "sd15")
     sheet = pd.read_csv(REPO / cfg["ablations"], sep="\t", comment="#", dtype=str, keep_default_na=False)
-    # Table 2: a row per ablation run, its median HPDv2 scores = the score files', GPU-hours measured
+    # Table 2: a row per ablation run and evaluator, its median HPDv2 score = the score files', the
+    # training GPU-hours measured, the paper's figure beside ours where the sheet names its row
     t2 = pd.read_csv(work / "results" / "tables" / "table2_ablations.csv")
-    ours = t2[t2["source"] == "ours"] if "source" in t2.columns else t2
-    assert set(ours["run"]) == set(sheet["run"])
+    assert set(t2["run"]) == set(sheet["run"])
+    assert len(t2) == len(sheet) * 4
     scores = pd.read_parquet(work / "results" / "scores" / "all.parquet")
     hp = scores[scores["prompt_set"] == "hpdv2"].groupby(["model", "evaluator"])["score"].median()
-    for r in ours.drop_duplicates("run").itertuples(index=False):
-        for e in REAL_EVALUATORS:
-            assert getattr(r, e) == pytest.approx(hp[(r.run, e)]), (r.run, e)
+    for r in t2.itertuples(index=False):
+        assert r.ours == pytest.approx(hp[(r.run, r.evaluator)]), r
         assert r.gpu_hours > 0
+    with_row = set(sheet.loc[sheet["paper_row"] != "", "run"])
+    assert t2.loc[t2["run"].isin(with_row) & t2["evaluator"].isin(["pickscore", "hps"]), "paper"].notna().all()
     fb = json.loads((work / "results" / "data" / "pairs_pickscore.json").read_text())
     assert fb["pairs_in"] == 41 and fb["evaluator"]["name"] == "pickscore"
     run_cfg = yaml.safe_load((work / "results" / "configs" / "inpo-pickscore.yaml").read_text())
