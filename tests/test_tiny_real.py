@@ -25,8 +25,6 @@ import pytest
 import yaml
 from workflow_utils import REPO, copy_workflow, planned_jobs, run_snakemake
 
-pytestmark = pytest.mark.slow
-
 OVERLAYS = {
     "sd15": ["config/paper_sd15.yaml", "config/tiny_real.yaml"],
     "sdxl": ["config/paper_sdxl.yaml", "config/tiny_real.yaml", "config/tiny_real_sdxl.yaml"],
@@ -276,6 +274,7 @@ def _check_run(work: Path, family: str) -> dict:
     return cfg
 
 
+@pytest.mark.slow
 def test_sd15_paper_dag(sd15_run):
     work, wall = sd15_run
     cfg = _check_run(work, "sd15")
@@ -299,6 +298,7 @@ def test_sd15_paper_dag(sd15_run):
     print(f"sd15 tiny-real all: {wall:.0f} s")
 
 
+@pytest.mark.slow
 def test_sdxl_paper_dag(sdxl_run, fixtures):
     """SDXL: the trained models carry the separate fp16-fix VAE (model.vae), not the base's own."""
     from safetensors.torch import load_file
