@@ -215,6 +215,8 @@ def test_fixture_evaluators_load_through_the_overlay_options(fixtures, monkeypat
 
 def _check_run(work: Path, family: str) -> dict:
     """Assertions shared by both families; returns the merged config."""
+    from inpo.evaluators.hps import normalize_hps_version
+
     cfg = _merged(OVERLAYS[family])
     runs = set(cfg["runs"])
     sheet = cfg.get("ablations")
@@ -234,7 +236,8 @@ def _check_run(work: Path, family: str) -> dict:
     assert scores.groupby(["model", "prompt_set", "evaluator"]).size().eq(4).all()  # limit: 4
     assert np.isfinite(scores["score"]).all()
     versions = scores.groupby("evaluator")["evaluator_version"].unique()
-    assert list(versions["hps"]) == ["hpsv2.1"]
+    hps_version = cfg["evaluation"]["evaluator_options"]["hps"]["hps_version"]
+    assert list(versions["hps"]) == ["hps" + normalize_hps_version(hps_version)]  # the paper config's
     prompts = scores[(scores.model == "base") & (scores.evaluator == "clip") & (scores.prompt_set == "parti")]
     assert list(prompts.sort_values("index")["prompt"]) == ["bond", "element", "molecule", "life"]  # the real file
 
