@@ -31,7 +31,7 @@ OVERLAYS = {
 }
 NOTEBOOKS = ["table1_winrates", "table2_ablations", "supp_median_mean", "training_curves", "image_grids"]
 REAL_EVALUATORS = {"aesthetic", "pickscore", "hps", "clip"}
-DAG_TIMEOUT = 3600  # s; on 2 idle cores the SD1.5 DAG (183 jobs) takes about 8 min
+DAG_TIMEOUT = 3600  # s; measured on 2 shared cores (load ~5): SD1.5 `all` 931 s (199 jobs), SDXL 207 s (79)
 
 
 def _merged(files: list[str]) -> dict:
