@@ -1,0 +1,315 @@
+"""The PAPER DAG end to end on tiny real-architecture models (``config/tiny_real.yaml``).
+
+``inpo.tiny_real.build`` writes tiny random models of the real classes in their real on-disk formats
+(SD1.5 / SDXL diffusers folders, the separate fp16-fix VAE, the four evaluators' checkpoints with the
+real aesthetic MLP), a Pick-a-Pic v2 mirror in the exact schema (ties, undecodable images, several
+row groups per shard) and links to the real HPDv2 / Parti prompt files. Then ``snakemake all`` runs
+the paper configs with the overlay (only ids, paths and sizes change) in a scratch copy of the
+workflow, and every table and notebook of the paper must come out with a row for every paper model
+and ablation run, holding the numbers the score files give.
+
+    pytest -m slow tests/test_tiny_real.py
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from workflow_utils import REPO, copy_workflow, planned_jobs, run_snakemake
+
+OVERLAYS = {
+    "sd15": ["config/paper_sd15.yaml", "config/tiny_real.yaml"],
+    "sdxl": ["config/paper_sdxl.yaml", "config/tiny_real.yaml", "config/tiny_real_sdxl.yaml"],
+}
+NOTEBOOKS = ["table1_winrates", "table2_ablations", "supp_median_mean", "training_curves", "image_grids"]
+REAL_EVALUATORS = {"aesthetic", "pickscore", "hps", "clip"}
+DAG_TIMEOUT = 3600  # s; measured on 2 shared cores (load ~5): SD1.5 `all` 931 s (199 jobs), SDXL 207 s (79)
+
+
+def _merged(files: list[str]) -> dict:
+    """The config Snakemake sees: the files merged recursively, later ones winning."""
+    def merge(a: dict, b: dict) -> dict:
+        out = dict(a)
+        for k, v in b.items():
+            out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        return out
+
+    cfg: dict = {}
+    for f in files:
+        cfg = merge(cfg, yaml.safe_load((REPO / f).read_text()))
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def fixtures(tmp_path_factory, shared_data) -> tuple[Path, dict]:
+    from inpo.tiny_real import build
+
+    out = tmp_path_factory.mktemp("tiny_real")
+    return out, build(out, shared_data=shared_data)
+
+
+def _run_family(tmp_path_factory, fixtures, family: str) -> tuple[Path, float]:
+    work = copy_workflow(tmp_path_factory.mktemp(f"wf_{family}"))
+    (work / "resources").mkdir()
+    (work / "resources" / "tiny_real").symlink_to(fixtures[0])
+    t0 = time.perf_counter()
+    run_snakemake(work, "--cores", "2", "all", "--configfile", *OVERLAYS[family], timeout=DAG_TIMEOUT)
+    wall = time.perf_counter() - t0
+    print(f"tiny-real {family} all: {wall:.0f} s")
+    return work, wall
+
+
+@pytest.fixture(scope="module")
+def sd15_run(tmp_path_factory, fixtures):
+    return _run_family(tmp_path_factory, fixtures, "sd15")
+
+
+@pytest.fixture(scope="module")
+def sdxl_run(tmp_path_factory, fixtures):
+    return _run_family(tmp_path_factory, fixtures, "sdxl")
+
+
+# ------------------------------------------------------------------------------------ the overlay
+
+
+def test_overlay_changes_only_ids_paths_and_sizes():
+    """Every leaf the overlay sets already exists in both paper configs (no new structure), except
+    the size knobs a paper config may leave at their defaults (prompt ``limit``, generation
+    ``resolution``, the grid's prompt indices) and the evaluators' weight-path options."""
+    overlay = yaml.safe_load((REPO / "config/tiny_real.yaml").read_text())
+    allowed_new = {("evaluation", "prompt_sets", s, "limit") for s in ("hpdv2", "parti", "pickapic_test")}
+    allowed_new |= {("evaluation", "generation", "resolution"), ("report", "grid_indices")}
+    allowed_new |= {("evaluation", "evaluator_options", e, k) for e, opts in overlay["evaluation"]["evaluator_options"].items()
+                    for k in opts}  # evaluator weights paths: options of the same four evaluators
+
+    def leaves(d, prefix=()):
+        for k, v in d.items():
+            if isinstance(v, dict) and v:
+                yield from leaves(v, (*prefix, k))
+            else:
+                yield (*prefix, k)
+
+    for paper in ("config/paper_sd15.yaml", "config/paper_sdxl.yaml"):
+        base = yaml.safe_load((REPO / paper).read_text())
+        for path in leaves(overlay):
+            node, ok = base, True
+            for k in path:
+                if isinstance(node, dict) and k in node:
+                    node = node[k]
+                else:
+                    ok = False
+                    break
+            assert ok or path in allowed_new, f"{paper}: the overlay adds {'.'.join(path)}"
+    # the same runs, evaluators, prompt sets and report models as the paper configs
+    for family, files in OVERLAYS.items():
+        paper, merged = yaml.safe_load((REPO / files[0]).read_text()), _merged(files)
+        for key in ("runs", "evaluation"):
+            assert set(merged[key]) == set(paper[key]), (family, key)
+        assert set(merged["runs"]) == set(paper["runs"])
+        assert merged["evaluation"]["evaluators"] == paper["evaluation"]["evaluators"]
+        assert merged["evaluation"]["models"] == paper["evaluation"]["models"]
+        assert set(merged["evaluation"]["prompt_sets"]) == set(paper["evaluation"]["prompt_sets"])
+        assert merged["report"]["baselines"] == paper["report"]["baselines"]
+        assert merged["world"] == "real"
+        if not paper["ablations"]:
+            assert not merged["ablations"], family
+
+
+def test_tiny_ablation_sheet_is_rows_of_the_paper_sheet():
+    """The overlay's smaller sheet: verbatim rows of the paper sheet, every sweep with two values."""
+    def rows(path):
+        df = pd.read_csv(REPO / path, sep="\t", dtype=str, keep_default_na=False, comment="#")
+        return df, {tuple(r) for r in df.itertuples(index=False)}
+
+    paper, paper_rows = rows("config/ablations_paper.tsv")
+    tiny, tiny_rows = rows(yaml.safe_load((REPO / "config/tiny_real.yaml").read_text())["ablations"])
+    assert list(tiny.columns) == list(paper.columns)
+    assert tiny_rows <= paper_rows
+    assert set(tiny["sweep"]) == set(paper["sweep"])
+    assert tiny.groupby("sweep")["value"].nunique().eq(2).all()
+
+
+# ------------------------------------------------------------------------------------ the fixtures
+
+
+def test_fixture_models_load_as_the_real_classes(fixtures):
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    root, _ = fixtures
+    sd = StableDiffusionPipeline.from_pretrained(root / "models" / "sd15", safety_checker=None)
+    assert type(sd.text_encoder).__name__ == "CLIPTextModel"
+    assert sd.vae_scale_factor == 8 and sd.vae.config.scaling_factor == pytest.approx(0.18215)
+    assert sd.tokenizer.model_max_length == 77 and len(sd.tokenizer) == 49408
+    assert sd.tokenizer("a cat").input_ids == [49406, 320, 2368, 49407]  # the real CLIP BPE ids
+    xl = StableDiffusionXLPipeline.from_pretrained(root / "models" / "sdxl")
+    assert type(xl.text_encoder_2).__name__ == "CLIPTextModelWithProjection"
+    assert xl.unet.config.addition_embed_type == "text_time"
+    assert xl.tokenizer_2.pad_token == "!" and xl.vae.config.scaling_factor == pytest.approx(0.13025)
+    fix = AutoencoderKL.from_pretrained(root / "models" / "sdxl-vae-fp16-fix")  # a bare VAE folder
+    assert fix.config.block_out_channels == xl.vae.config.block_out_channels
+    assert not np.allclose(fix.decoder.conv_out.weight.detach(), xl.vae.decoder.conv_out.weight.detach())
+
+
+def test_fixture_pickapic_mirror_has_the_exact_schema(fixtures):
+    import pyarrow.parquet as pq
+
+    from inpo.data.pickapic import PICKAPIC_V2_SCHEMA, check_schema, resolve_shards
+    from inpo.data.prompts import load_prompt_set
+
+    root, manifest = fixtures
+    mirror = root / "pickapic_v2"
+    train = resolve_shards(mirror, "train")
+    # named as the hub files are: data/train-00000-of-00645-b66ac786bf6fb553.parquet
+    assert [re.sub(r"-[0-9a-f]{16}\.parquet$", "", p.name) for p in train] == [f"train-{k:05d}-of-00003" for k in range(3)]
+    check_schema(mirror, split="train")
+    for f in train:
+        md = pq.read_metadata(f)
+        assert pq.read_schema(f).remove_metadata().equals(PICKAPIC_V2_SCHEMA)
+        assert md.num_row_groups == 3 and md.num_rows == 16
+    labels = pd.concat([pq.read_table(f, columns=["label_0", "label_1"]).to_pandas() for f in train])
+    assert (labels["label_0"] == 0.5).sum() == 4 and (labels["label_0"] + labels["label_1"] == 1).all()
+    assert len(manifest["pickapic"]["splits"]["train"]["corrupt"]) == 3
+    test = load_prompt_set("pickapic_test", mirror)  # the test_unique split, one row per caption
+    assert len(test) == 6 and test["prompt"].is_unique
+
+
+def test_fixture_evaluators_load_through_the_overlay_options(fixtures, monkeypatch):
+    """Each real evaluator builds from the overlay's options alone (as the score jobs do) and scores."""
+    import torch
+    from PIL import Image
+
+    from inpo.evaluators import build
+    from inpo.evaluators.aesthetic import WEIGHTS_SHA256
+
+    root, _ = fixtures
+    work = root.parent / "eval_cwd"
+    (work / "resources").mkdir(parents=True, exist_ok=True)
+    if not (work / "resources" / "tiny_real").exists():
+        (work / "resources" / "tiny_real").symlink_to(root)
+    monkeypatch.chdir(work)
+    options = yaml.safe_load((REPO / "config/tiny_real.yaml").read_text())["evaluation"]["evaluator_options"]
+    assert set(options) == REAL_EVALUATORS
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)) for _ in range(3)]
+    prompts = ["a red fox at sunset", "an astronaut", "a bowl of ramen"]
+    for name, opts in options.items():
+        ev = build(name, **{**opts, "hps_version": "v2.1"} if name == "hps" else opts)
+        s = np.asarray(ev.score(images, prompts))
+        assert s.shape == (3,) and np.isfinite(s).all() and np.ptp(s) > 0, name
+    ckpt = torch.load(root / "evaluators" / "hps" / "HPS_v2.1_compressed.pt", weights_only=True)
+    assert list(ckpt) == ["state_dict"]
+    mlp = (root / "evaluators" / "aesthetic" / "sac+logos+ava1-l14-linearMSE.pth").read_bytes()
+    assert hashlib.sha256(mlp).hexdigest() == WEIGHTS_SHA256  # the real weights, not a stand-in
+
+
+# ------------------------------------------------------------------------------------ the DAGs
+
+
+def _check_run(work: Path, family: str) -> dict:
+    """Assertions shared by both families; returns the merged config."""
+    from inpo.evaluators.hps import normalize_hps_version
+
+    cfg = _merged(OVERLAYS[family])
+    runs = set(cfg["runs"])
+    sheet = cfg.get("ablations")
+    ablation_runs = set() if not sheet else set(pd.read_csv(REPO / sheet, sep="\t", comment="#")["run"])
+    models = {"base"} | runs | ablation_runs
+    for name in NOTEBOOKS:
+        html = work / "results" / "notebooks" / f"{name}.html"
+        assert html.stat().st_size > 10_000, html
+        nb = json.loads((work / "results" / "notebooks" / f"{name}.ipynb").read_text())
+        errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        assert not errors, (name, errors[:1])
+
+    scores = pd.read_parquet(work / "results" / "scores" / "all.parquet")
+    assert set(scores["model"]) == models
+    assert set(scores["evaluator"]) == REAL_EVALUATORS
+    assert set(scores["prompt_set"]) == {"hpdv2", "parti", "pickapic_test"}
+    assert scores.groupby(["model", "prompt_set", "evaluator"]).size().eq(4).all()  # limit: 4
+    assert np.isfinite(scores["score"]).all()
+    versions = scores.groupby("evaluator")["evaluator_version"].unique()
+    hps_version = cfg["evaluation"]["evaluator_options"]["hps"]["hps_version"]
+    assert list(versions["hps"]) == ["hps" + normalize_hps_version(hps_version)]  # the paper config's
+    prompts = scores[(scores.model == "base") & (scores.evaluator == "clip") & (scores.prompt_set == "parti")]
+    assert list(prompts.sort_values("index")["prompt"]) == ["bond", "element", "molecule", "life"]  # the real file
+
+    # Table 1: InPO's win-rate over every baseline, per prompt set and evaluator, = the score files',
+    # with the paper's figure beside ours on HPDv2 and Parti
+    t1 = pd.read_csv(work / "results" / "tables" / "table1_winrates.csv")
+    assert set(t1["baseline"]) == set(cfg["report"]["baselines"]) and set(t1["model"]) == {"inpo"}
+    assert len(t1) == len(cfg["report"]["baselines"]) * 3 * 4  # baselines x prompt sets x evaluators
+    s = scores.set_index(["model", "prompt_set", "evaluator", "index"])["score"].sort_index()
+    for r in t1.itertuples(index=False):
+        a = s.loc[("inpo", r.prompt_set, r.evaluator)]
+        b = s.loc[(r.baseline, r.prompt_set, r.evaluator)]
+        want = 100 * float(np.where(a > b, 1.0, np.where(a == b, 0.5, 0.0)).mean())
+        assert r.win_rate_pct == pytest.approx(want), r
+        assert r.n == 4
+    paper_sets = t1[t1["prompt_set"].isin(["hpdv2", "parti"])]
+    assert paper_sets["paper_pct"].notna().all(), paper_sets
+    assert t1.loc[t1["prompt_set"] == "pickapic_test", "paper_pct"].isna().all()
+
+    # supplementary table: median and mean of every model on every prompt set, = the score files'
+    supp = pd.read_csv(work / "results" / "tables" / "supp_median_mean.csv")
+    assert set(supp["model"]) == models and len(supp) == len(models) * 3 * 4
+    for r in supp.itertuples(index=False):
+        v = s.loc[(r.model, r.prompt_set, r.evaluator)]
+        assert r.median == pytest.approx(float(np.median(v))) and r.mean == pytest.approx(float(v.mean())), r
+    assert supp.loc[(supp["prompt_set"] == "hpdv2") & (supp["model"] == "inpo"), "paper_median"].notna().all()
+
+    # every trained run logged its updates
+    for run in runs | ablation_runs:
+        log = pd.read_csv(work / "results" / "logs" / "train" / f"{run}.csv")
+        assert list(log["update"]) == [1, 2], run
+    manifest = json.loads((work / "results" / "data" / "pairs_manifest.json").read_text())
+    assert manifest["rows_in"] == 48 and manifest["dropped"]["tie"] == 4
+    assert manifest["dropped"]["undecodable_image"] == 3 and manifest["pairs_kept"] == 41
+    # a finished DAG has nothing left to do
+    assert planned_jobs(run_snakemake(work, "-n", "all", "--configfile", *OVERLAYS[family]).stdout) == []
+    return cfg
+
+
+@pytest.mark.slow
+def test_sd15_paper_dag(sd15_run):
+    work, wall = sd15_run
+    cfg = _check_run(work, "sd15")
+    sheet = pd.read_csv(REPO / cfg["ablations"], sep="\t", comment="#", dtype=str, keep_default_na=False)
+    # Table 2: a row per ablation run and evaluator, its median HPDv2 score = the score files', the
+    # training GPU-hours measured, the paper's figure beside ours where the sheet names its row
+    t2 = pd.read_csv(work / "results" / "tables" / "table2_ablations.csv")
+    assert set(t2["run"]) == set(sheet["run"])
+    assert len(t2) == len(sheet) * 4
+    scores = pd.read_parquet(work / "results" / "scores" / "all.parquet")
+    hp = scores[scores["prompt_set"] == "hpdv2"].groupby(["model", "evaluator"])["score"].median()
+    for r in t2.itertuples(index=False):
+        assert r.ours == pytest.approx(hp[(r.run, r.evaluator)]), r
+        assert r.gpu_hours > 0
+    with_row = set(sheet.loc[sheet["paper_row"] != "", "run"])
+    assert t2.loc[t2["run"].isin(with_row) & t2["evaluator"].isin(["pickscore", "hps"]), "paper"].notna().all()
+    fb = json.loads((work / "results" / "data" / "pairs_pickscore.json").read_text())
+    assert fb["pairs_in"] == 41 and fb["evaluator"]["name"] == "pickscore"
+    run_cfg = yaml.safe_load((work / "results" / "configs" / "inpo-pickscore.yaml").read_text())
+    assert run_cfg["data"]["index"] == "results/data/pairs_pickscore.parquet"
+    print(f"sd15 tiny-real all: {wall:.0f} s")
+
+
+@pytest.mark.slow
+def test_sdxl_paper_dag(sdxl_run, fixtures):
+    """SDXL: the trained models carry the separate fp16-fix VAE (model.vae), not the base's own."""
+    from safetensors.torch import load_file
+
+    work, wall = sdxl_run
+    _check_run(work, "sdxl")
+    fix = load_file(fixtures[0] / "models" / "sdxl-vae-fp16-fix" / "diffusion_pytorch_model.safetensors")
+    for run in ("sft", "inpo", "dpo"):
+        got = load_file(work / "results" / "models" / run / "vae" / "diffusion_pytorch_model.safetensors")
+        assert all(np.array_equal(got[k].numpy(), fix[k].numpy()) for k in fix), run
+    print(f"sdxl tiny-real all: {wall:.0f} s")
