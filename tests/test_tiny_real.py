@@ -6,7 +6,9 @@ real aesthetic MLP), a Pick-a-Pic v2 mirror in the exact schema (ties, undecodab
 row groups per shard) and links to the real HPDv2 / Parti prompt files. Then ``snakemake all`` runs
 the paper configs with the overlay (only ids, paths and sizes change) in a scratch copy of the
 workflow, and every table and notebook of the paper must come out with a row for every paper model
-and ablation run, holding the numbers the score files give.
+and ablation run, holding the numbers the score files give. Both families run in ONE snakemake
+invocation of the experiment file ``config/tiny_real_paper.yaml``, exactly as
+``snakemake --profile slurm all`` runs ``config/paper.yaml``.
 
     pytest -m slow tests/test_tiny_real.py
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -25,27 +28,30 @@ import pytest
 import yaml
 from workflow_utils import REPO, copy_workflow, planned_jobs, run_snakemake
 
-OVERLAYS = {
-    "sd15": ["config/paper_sd15.yaml", "config/tiny_real.yaml"],
-    "sdxl": ["config/paper_sdxl.yaml", "config/tiny_real.yaml", "config/tiny_real_sdxl.yaml"],
+EXPERIMENT = "config/tiny_real_paper.yaml"
+OVERLAYS = {  # each family's files after the paper configs (config/paper.yaml), as EXPERIMENT lists them
+    "sd15": ["config/tiny_real.yaml"],
+    "sdxl": ["config/tiny_real.yaml", "config/tiny_real_sdxl.yaml"],
 }
 NOTEBOOKS = ["table1_winrates", "table2_ablations", "supp_median_mean", "training_curves", "image_grids"]
 REAL_EVALUATORS = {"aesthetic", "pickscore", "hps", "clip"}
 DAG_TIMEOUT = 3600  # s; measured on 2 shared cores (load ~5): SD1.5 `all` 931 s (199 jobs), SDXL 207 s (79)
 
 
-def _merged(files: list[str]) -> dict:
-    """The config Snakemake sees: the files merged recursively, later ones winning."""
-    def merge(a: dict, b: dict) -> dict:
-        out = dict(a)
-        for k, v in b.items():
-            out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-        return out
+def _families(experiment_file: str) -> dict[str, dict]:
+    """Each family's merged config, as the Snakefile builds it (inpo.pipeline.experiment_configs)."""
+    from inpo.pipeline import experiment_configs
 
-    cfg: dict = {}
-    for f in files:
-        cfg = merge(cfg, yaml.safe_load((REPO / f).read_text()))
-    return cfg
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+        return experiment_configs(yaml.safe_load((REPO / experiment_file).read_text()))
+    finally:
+        os.chdir(cwd)
+
+
+def _merged(family: str) -> dict:
+    return _families(EXPERIMENT)[family]
 
 
 @pytest.fixture(scope="module")
@@ -56,25 +62,18 @@ def fixtures(tmp_path_factory, shared_data) -> tuple[Path, dict]:
     return out, build(out, shared_data=shared_data)
 
 
-def _run_family(tmp_path_factory, fixtures, family: str) -> tuple[Path, float]:
-    work = copy_workflow(tmp_path_factory.mktemp(f"wf_{family}"))
+@pytest.fixture(scope="module")
+def paper_run(tmp_path_factory, fixtures) -> tuple[Path, float]:
+    """`snakemake --cores 2 all` of the whole tiny-real paper experiment (both families)."""
+    work = copy_workflow(tmp_path_factory.mktemp("wf_tiny_real"))
     (work / "resources").mkdir()
     (work / "resources" / "tiny_real").symlink_to(fixtures[0])
     t0 = time.perf_counter()
-    run_snakemake(work, "--cores", "2", "all", "--configfile", *OVERLAYS[family], timeout=DAG_TIMEOUT)
+    run_snakemake(work, "--cores", "2", "all", "--configfile", EXPERIMENT, timeout=DAG_TIMEOUT)
     wall = time.perf_counter() - t0
-    print(f"tiny-real {family} all: {wall:.0f} s")
+    print(f"tiny-real paper all (SD1.5 + SDXL): {wall:.0f} s")
     return work, wall
 
-
-@pytest.fixture(scope="module")
-def sd15_run(tmp_path_factory, fixtures):
-    return _run_family(tmp_path_factory, fixtures, "sd15")
-
-
-@pytest.fixture(scope="module")
-def sdxl_run(tmp_path_factory, fixtures):
-    return _run_family(tmp_path_factory, fixtures, "sdxl")
 
 
 # ------------------------------------------------------------------------------------ the overlay
@@ -97,8 +96,8 @@ def test_overlay_changes_only_ids_paths_and_sizes():
             else:
                 yield (*prefix, k)
 
-    for paper in ("config/paper_sd15.yaml", "config/paper_sdxl.yaml"):
-        base = yaml.safe_load((REPO / paper).read_text())
+    papers = _families("config/paper.yaml")
+    for paper, base in papers.items():
         for path in leaves(overlay):
             node, ok = base, True
             for k in path:
@@ -107,10 +106,11 @@ def test_overlay_changes_only_ids_paths_and_sizes():
                 else:
                     ok = False
                     break
-            assert ok or path in allowed_new, f"{paper}: the overlay adds {'.'.join(path)}"
+            dropped_again = path == ("ablations",) and not base.get("ablations")  # tiny_real_sdxl.yaml: null
+            assert ok or path in allowed_new or dropped_again, f"{paper}: the overlay adds {'.'.join(path)}"
     # the same runs, evaluators, prompt sets and report models as the paper configs
-    for family, files in OVERLAYS.items():
-        paper, merged = yaml.safe_load((REPO / files[0]).read_text()), _merged(files)
+    for family in OVERLAYS:
+        paper, merged = papers[family], _merged(family)
         for key in ("runs", "evaluation"):
             assert set(merged[key]) == set(paper[key]), (family, key)
         assert set(merged["runs"]) == set(paper["runs"])
@@ -119,8 +119,10 @@ def test_overlay_changes_only_ids_paths_and_sizes():
         assert set(merged["evaluation"]["prompt_sets"]) == set(paper["evaluation"]["prompt_sets"])
         assert merged["report"]["baselines"] == paper["report"]["baselines"]
         assert merged["world"] == "real"
-        if not paper["ablations"]:
-            assert not merged["ablations"], family
+        assert bool(paper.get("ablations")) == bool(merged.get("ablations")), family
+        assert merged["results"] == f"results/tiny_real/{family}"
+        assert {k: v for k, v in merged["evaluation"]["evaluator_options"]["hps"].items() if k != "checkpoint"
+                and k != "model_name"} == paper["evaluation"]["evaluator_options"]["hps"]  # v2.0, amp
 
 
 def test_tiny_ablation_sheet_is_rows_of_the_paper_sheet():
@@ -201,10 +203,10 @@ def test_fixture_evaluators_load_through_the_overlay_options(fixtures, monkeypat
     images = [Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)) for _ in range(3)]
     prompts = ["a red fox at sunset", "an astronaut", "a bowl of ramen"]
     for name, opts in options.items():
-        ev = build(name, **{**opts, "hps_version": "v2.1"} if name == "hps" else opts)
+        ev = build(name, **opts)
         s = np.asarray(ev.score(images, prompts))
         assert s.shape == (3,) and np.isfinite(s).all() and np.ptp(s) > 0, name
-    ckpt = torch.load(root / "evaluators" / "hps" / "HPS_v2.1_compressed.pt", weights_only=True)
+    ckpt = torch.load(root / "evaluators" / "hps" / "HPS_v2_compressed.pt", weights_only=True)
     assert list(ckpt) == ["state_dict"]
     mlp = (root / "evaluators" / "aesthetic" / "sac+logos+ava1-l14-linearMSE.pth").read_bytes()
     assert hashlib.sha256(mlp).hexdigest() == WEIGHTS_SHA256  # the real weights, not a stand-in
@@ -217,19 +219,20 @@ def _check_run(work: Path, family: str) -> dict:
     """Assertions shared by both families; returns the merged config."""
     from inpo.evaluators.hps import normalize_hps_version
 
-    cfg = _merged(OVERLAYS[family])
+    cfg = _merged(family)
+    work = work / cfg["results"]  # results/tiny_real/<family>
     runs = set(cfg["runs"])
     sheet = cfg.get("ablations")
     ablation_runs = set() if not sheet else set(pd.read_csv(REPO / sheet, sep="\t", comment="#")["run"])
     models = {"base"} | runs | ablation_runs
     for name in NOTEBOOKS:
-        html = work / "results" / "notebooks" / f"{name}.html"
+        html = work / "notebooks" / f"{name}.html"
         assert html.stat().st_size > 10_000, html
-        nb = json.loads((work / "results" / "notebooks" / f"{name}.ipynb").read_text())
+        nb = json.loads((work / "notebooks" / f"{name}.ipynb").read_text())
         errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
         assert not errors, (name, errors[:1])
 
-    scores = pd.read_parquet(work / "results" / "scores" / "all.parquet")
+    scores = pd.read_parquet(work / "scores" / "all.parquet")
     assert set(scores["model"]) == models
     assert set(scores["evaluator"]) == REAL_EVALUATORS
     assert set(scores["prompt_set"]) == {"hpdv2", "parti", "pickapic_test"}
@@ -243,7 +246,7 @@ def _check_run(work: Path, family: str) -> dict:
 
     # Table 1: InPO's win-rate over every baseline, per prompt set and evaluator, = the score files',
     # with the paper's figure beside ours on HPDv2 and Parti
-    t1 = pd.read_csv(work / "results" / "tables" / "table1_winrates.csv")
+    t1 = pd.read_csv(work / "tables" / "table1_winrates.csv")
     assert set(t1["baseline"]) == set(cfg["report"]["baselines"]) and set(t1["model"]) == {"inpo"}
     assert len(t1) == len(cfg["report"]["baselines"]) * 3 * 4  # baselines x prompt sets x evaluators
     s = scores.set_index(["model", "prompt_set", "evaluator", "index"])["score"].sort_index()
@@ -258,7 +261,7 @@ def _check_run(work: Path, family: str) -> dict:
     assert t1.loc[t1["prompt_set"] == "pickapic_test", "paper_pct"].isna().all()
 
     # supplementary table: median and mean of every model on every prompt set, = the score files'
-    supp = pd.read_csv(work / "results" / "tables" / "supp_median_mean.csv")
+    supp = pd.read_csv(work / "tables" / "supp_median_mean.csv")
     assert set(supp["model"]) == models and len(supp) == len(models) * 3 * 4
     for r in supp.itertuples(index=False):
         v = s.loc[(r.model, r.prompt_set, r.evaluator)]
@@ -267,49 +270,57 @@ def _check_run(work: Path, family: str) -> dict:
 
     # every trained run logged its updates
     for run in runs | ablation_runs:
-        log = pd.read_csv(work / "results" / "logs" / "train" / f"{run}.csv")
+        log = pd.read_csv(work / "logs" / "train" / f"{run}.csv")
         assert list(log["update"]) == [1, 2], run
-    manifest = json.loads((work / "results" / "data" / "pairs_manifest.json").read_text())
+    manifest = json.loads((work / "data" / "pairs_manifest.json").read_text())
     assert manifest["rows_in"] == 48 and manifest["dropped"]["tie"] == 4
     assert manifest["dropped"]["undecodable_image"] == 3 and manifest["pairs_kept"] == 41
-    # a finished DAG has nothing left to do
-    assert planned_jobs(run_snakemake(work, "-n", "all", "--configfile", *OVERLAYS[family]).stdout) == []
     return cfg
 
 
 @pytest.mark.slow
-def test_sd15_paper_dag(sd15_run):
-    work, wall = sd15_run
+def test_sd15_paper_dag(paper_run):
+    work, wall = paper_run
     cfg = _check_run(work, "sd15")
+    # a finished DAG has nothing left to do (both families)
+    assert planned_jobs(run_snakemake(work, "-n", "all", "--configfile", EXPERIMENT).stdout) == []
+    work = work / cfg["results"]
     sheet = pd.read_csv(REPO / cfg["ablations"], sep="\t", comment="#", dtype=str, keep_default_na=False)
     # Table 2: a row per ablation run and evaluator, its median HPDv2 score = the score files', the
     # training GPU-hours measured, the paper's figure beside ours where the sheet names its row
-    t2 = pd.read_csv(work / "results" / "tables" / "table2_ablations.csv")
+    t2 = pd.read_csv(work / "tables" / "table2_ablations.csv")
     assert set(t2["run"]) == set(sheet["run"])
     assert len(t2) == len(sheet) * 4
-    scores = pd.read_parquet(work / "results" / "scores" / "all.parquet")
+    scores = pd.read_parquet(work / "scores" / "all.parquet")
     hp = scores[scores["prompt_set"] == "hpdv2"].groupby(["model", "evaluator"])["score"].median()
     for r in t2.itertuples(index=False):
         assert r.ours == pytest.approx(hp[(r.run, r.evaluator)]), r
-        assert r.gpu_hours > 0
+        assert r.gpu_hours > 0 if r.run != "base" else np.isnan(r.gpu_hours), r  # the base is not trained here
     with_row = set(sheet.loc[sheet["paper_row"] != "", "run"])
     assert t2.loc[t2["run"].isin(with_row) & t2["evaluator"].isin(["pickscore", "hps"]), "paper"].notna().all()
-    fb = json.loads((work / "results" / "data" / "pairs_pickscore.json").read_text())
+    fb = json.loads((work / "data" / "pairs_pickscore.json").read_text())
     assert fb["pairs_in"] == 41 and fb["evaluator"]["name"] == "pickscore"
-    run_cfg = yaml.safe_load((work / "results" / "configs" / "inpo-pickscore.yaml").read_text())
-    assert run_cfg["data"]["index"] == "results/data/pairs_pickscore.parquet"
+    run_cfg = yaml.safe_load((work / "configs" / "inpo-pickscore.yaml").read_text())
+    assert run_cfg["data"]["index"] == "results/tiny_real/sd15/data/pairs_pickscore.parquet"
     print(f"sd15 tiny-real all: {wall:.0f} s")
 
 
 @pytest.mark.slow
-def test_sdxl_paper_dag(sdxl_run, fixtures):
+def test_sdxl_paper_dag(paper_run, fixtures):
     """SDXL: the trained models carry the separate fp16-fix VAE (model.vae), not the base's own."""
     from safetensors.torch import load_file
 
-    work, wall = sdxl_run
-    _check_run(work, "sdxl")
+    work, wall = paper_run
+    cfg = _check_run(work, "sdxl")
+    work = work / cfg["results"]
+    # paper 5.5: the grids of every model and task, on ControlNets and a depth model built from the tiny base
+    html = (work / "notebooks" / "conditional_grids.html").read_text()
+    assert html.count('src="data:image/png;base64') == len(cfg["conditional"]["tasks"])
+    for m in cfg["conditional"]["models"]:
+        for t in cfg["conditional"]["tasks"]:
+            assert len(list((work / "conditional" / "images" / m / t).glob("*.png"))) == 2, (m, t)
     fix = load_file(fixtures[0] / "models" / "sdxl-vae-fp16-fix" / "diffusion_pytorch_model.safetensors")
     for run in ("sft", "inpo", "dpo"):
-        got = load_file(work / "results" / "models" / run / "vae" / "diffusion_pytorch_model.safetensors")
+        got = load_file(work / "models" / run / "vae" / "diffusion_pytorch_model.safetensors")
         assert all(np.array_equal(got[k].numpy(), fix[k].numpy()) for k in fix), run
     print(f"sdxl tiny-real all: {wall:.0f} s")
