@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from workflow_utils import REPO, copy_workflow, planned_jobs, run_snakemake
+from workflow_utils import REPO, copy_workflow, experiment_families, planned_jobs, run_snakemake
 
 EXPERIMENT = "config/tiny_real_paper.yaml"
 OVERLAYS = {  # each family's files after the paper configs (config/paper.yaml), as EXPERIMENT lists them
@@ -38,20 +37,8 @@ REAL_EVALUATORS = {"aesthetic", "pickscore", "hps", "clip"}
 DAG_TIMEOUT = 3600  # s; measured on 2 shared cores (load ~5): SD1.5 `all` 931 s (199 jobs), SDXL 207 s (79)
 
 
-def _families(experiment_file: str) -> dict[str, dict]:
-    """Each family's merged config, as the Snakefile builds it (inpo.pipeline.experiment_configs)."""
-    from inpo.pipeline import experiment_configs
-
-    cwd = os.getcwd()
-    os.chdir(REPO)
-    try:
-        return experiment_configs(yaml.safe_load((REPO / experiment_file).read_text()))
-    finally:
-        os.chdir(cwd)
-
-
 def _merged(family: str) -> dict:
-    return _families(EXPERIMENT)[family]
+    return experiment_families(EXPERIMENT)[family]
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +83,7 @@ def test_overlay_changes_only_ids_paths_and_sizes():
             else:
                 yield (*prefix, k)
 
-    papers = _families("config/paper.yaml")
+    papers = experiment_families("config/paper.yaml")
     for paper, base in papers.items():
         for path in leaves(overlay):
             node, ok = base, True

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 
 import pandas as pd
 import pytest
 import yaml
-from workflow_utils import REPO, SMOKE, copy_workflow, planned_jobs, run_snakemake
+from workflow_utils import REPO, SMOKE, copy_workflow, experiment_families, planned_jobs, run_snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -114,15 +113,9 @@ def test_paper_families_merge_and_validate():
     """SDXL is a merge patch on SD1.5: shared keys stay, null deletes, and the result validates."""
     from snakemake.utils import validate
 
-    from inpo.pipeline import all_runs, experiment_configs, model_vae, run_train_config
+    from inpo.pipeline import all_runs, model_vae, run_train_config
 
-    exp = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
-    cwd = os.getcwd()
-    os.chdir(REPO)
-    try:
-        fams = experiment_configs(exp)
-    finally:
-        os.chdir(cwd)
+    fams = experiment_families("config/paper.yaml")
     sd15, sdxl = fams["sd15"], fams["sdxl"]
     for cfg in (sd15, sdxl):
         validate(cfg, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))

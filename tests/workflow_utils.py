@@ -71,3 +71,18 @@ def planned_jobs(dry_run_output: str) -> list[tuple[str, dict[str, str]]]:
                     k, v = part.strip().split("=", 1)
                     jobs[-1][1][k] = v
     return jobs
+
+
+def experiment_families(experiment_file: str) -> dict[str, dict]:
+    """Each family's merged config of an experiment file (paths relative to the repository), as the
+    top-level Snakefile builds it (inpo.pipeline.experiment_configs)."""
+    import yaml
+
+    from inpo.pipeline import experiment_configs
+
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+        return experiment_configs(yaml.safe_load((REPO / experiment_file).read_text()))
+    finally:
+        os.chdir(cwd)
