@@ -7,7 +7,6 @@ DPTForDepthEstimation), plus the Snakemake rules and the grids notebook.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import sys
@@ -306,27 +305,12 @@ def write_notebook_fixture(dest: Path = FIXC) -> None:
                                  dest / "images" / m / task, cfg, device="cpu")
 
 
-def _builder():
-    spec = importlib.util.spec_from_file_location("cond_nb", ROOT / "notebooks" / "conditional_grids.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_template_is_generated_and_outputs_free():
-    built = _builder().NOTEBOOK
-    nb = nbformat.read(ROOT / "notebooks" / "conditional_grids.ipynb", as_version=4)
-    assert [c.source for c in nb.cells] == [c.source for c in built.cells], "rerun notebooks/conditional_grids.py"
-    assert sum("parameters" in c.metadata.get("tags", []) for c in nb.cells) == 1
-    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
-
-
 @pytest.mark.slow
 def test_notebook_renders_on_the_fixture(tmp_path):
     from inpo import report
 
     # the fixture's defaults plus a model without images: its row is blank and counted
-    out = report.render_notebook(ROOT / "notebooks" / "conditional_grids.ipynb", tmp_path / "c.ipynb",
+    out = report.render_notebook(ROOT / "notebooks" / "conditional_grids.py", tmp_path / "c.ipynb",
                                  tmp_path / "c.html", {"models": ["base", "dpo", "inpo", "kto"]})
     nb = nbformat.read(out["ipynb"], as_version=4)
     assert not [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]

@@ -1,8 +1,7 @@
-"""inpo.report: the report tables on the fixtures, and every notebook template executed + rendered to HTML."""
+"""inpo.report: the report tables on the fixtures, and every notebook of the one list executed + rendered to HTML."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -11,11 +10,24 @@ import pandas as pd
 import pytest
 
 from inpo import report
+from inpo import tables as T
 
 ROOT = Path(__file__).resolve().parents[1]
 FIX = ROOT / "tests" / "fixtures"
 NB = ROOT / "notebooks"
-NOTEBOOKS = ["table1_winrates", "table2_ablations", "supp_median_mean", "training_curves", "image_grids"]
+
+
+
+def fixture_tables(out_dir) -> Path:
+    """The report tables of the fixture scores (the tables a notebook reads)."""
+    report.write_tables(FIX / "scores.csv", out_dir, runs=FIX / "runs.csv", benchmark_root=FIX,
+                        baselines=["base", "sft", "dpo"], paper_rows={"base": 1, "dpo": 2, "inpo": 13})
+    return Path(out_dir)
+
+
+#: each need's parameters on the fixtures (None: the notebook's own defaults, which point at tests/fixtures)
+FIXTURE_NEEDS = {"tables": lambda tmp: {"tables_dir": str(fixture_tables(tmp / "tables"))}, "ablations": None,
+                 "train_logs": None, "images": None, "conditional": None}
 
 
 def test_write_tables_on_fixtures(tmp_path):
@@ -37,12 +49,22 @@ def test_write_tables_on_fixtures(tmp_path):
     assert len(supp) == 3 * 2 * 2
     eff = pd.read_csv(tmp_path / "toy_effect.csv")
     assert len(eff) == 2 * 2 * 2 and {"effect_sd", "evaluator_version"} <= set(eff.columns)
+    # the vs-paper layouts: the long tables' own figures, ours beside the paper's
+    vs = T.read_table(tmp_path / "table1_winrates_vs_paper.csv")
+    assert vs.loc[("inpo", "base", "hpdv2"), ("hps (hpsv2.1)", "ours")] == pytest.approx(row["win_rate_pct"])
+    assert vs.loc[("inpo", "base", "hpdv2"), ("hps (hpsv2.1)", "paper")] == pytest.approx(90.22)
+    t2w = T.read_table(tmp_path / "table2_ablations_vs_paper.csv").xs("inpo", level="run")
+    assert t2w[("gpu_hours", "ours")].tolist() == pytest.approx([8.4]) and t2w[("gpu_hours", "paper")].iloc[0] == 57.6
+    tex = (tmp_path / "table1_winrates_vs_paper.tex").read_text()
+    assert "\\toprule" in tex and "90.22" not in tex and "90.2" in tex  # booktabs, one decimal
 
 
 def test_write_tables_without_runs_writes_empty_table2(tmp_path):
     report.write_tables(FIX / "scores.csv", tmp_path, baselines=["base"])
     assert pd.read_csv(tmp_path / "table2_ablations.csv").empty
-    assert (tmp_path / "table2_ablations.tex").read_text().startswith("%")
+    for name in ("table2_ablations", "table2_ablations_vs_paper"):
+        assert T.read_table(tmp_path / f"{name}.csv").empty
+        assert (tmp_path / f"{name}.tex").read_text().startswith("%")
 
 
 def test_cli_tables(tmp_path):
@@ -86,40 +108,66 @@ def test_absolutize_only_existing_relative_paths(monkeypatch):
     assert out["a"] == str(FIX / "scores.csv") and out["b"] == [str(FIX), "hpdv2"] and out["c"] == 3
 
 
-def test_templates_are_generated_and_outputs_free():
-    spec = importlib.util.spec_from_file_location("nb_build", NB / "_build.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    assert set(mod.NOTEBOOKS) == set(NOTEBOOKS)
-    for name, built in mod.NOTEBOOKS.items():
-        nb = nbformat.read(NB / f"{name}.ipynb", as_version=4)
-        assert [c.source for c in nb.cells] == [c.source for c in built.cells], f"{name}: rerun notebooks/_build.py"
-        assert sum("parameters" in c.metadata.get("tags", []) for c in nb.cells) == 1
-        assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+def test_one_list_of_notebooks_is_the_notebooks_folder():
+    assert sorted(p.stem for p in NB.glob("*.py")) == sorted(report.NOTEBOOKS)
+    assert not list(NB.glob("*.ipynb"))  # converted at render time, never committed
+    assert set(FIXTURE_NEEDS) == set(report.NEEDS)
+
+
+@pytest.mark.parametrize("name", list(report.NOTEBOOKS))
+def test_source_converts_with_one_parameters_cell(name, tmp_path):
+    nb = nbformat.read(report.to_ipynb(NB / f"{name}.py", tmp_path / "n.ipynb"), as_version=4)
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1 and tagged[0].cell_type == "code"
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")  # a title first
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+    nbformat.validate(nb)
+
+
+def test_source_without_parameters_cell_is_refused(tmp_path):
+    src = tmp_path / "x.py"
+    src.write_text("# %% [markdown]\n# # x\n\n# %%\na = 1\n")
+    with pytest.raises(ValueError, match="x.py: 0 cells tagged 'parameters'"):
+        report.to_ipynb(src, tmp_path / "x.ipynb")
+
+
+def test_notebooks_for_needs():
+    assert report.notebooks_for({"tables": {}, "train_logs": {}, "images": {}, "ablations": None}) == [
+        "table1_winrates", "supp_median_mean", "training_curves", "image_grids"]
+    with pytest.raises(ValueError, match="unknown needs"):
+        report.Notebook("x", ("tables", "gpus"))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", NOTEBOOKS)
+@pytest.mark.parametrize("name", list(report.NOTEBOOKS))
 def test_notebook_runs_on_fixtures_and_renders_html(name, tmp_path):
-    out = report.render_notebook(NB / f"{name}.ipynb", tmp_path / f"{name}.ipynb", tmp_path / f"{name}.html", {})
+    params = {}
+    for need in report.NOTEBOOKS[name].needs:
+        params |= FIXTURE_NEEDS[need](tmp_path) if FIXTURE_NEEDS[need] else {}
+    out = report.render_notebook(NB / f"{name}.py", tmp_path / f"{name}.ipynb", tmp_path / f"{name}.html", params)
     html = out["html"].read_text()
     nb = nbformat.read(out["ipynb"], as_version=4)
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
-    if name in ("table1_winrates", "table2_ablations", "supp_median_mean"):
+    code = [c.source for c in nb.cells if c.cell_type == "code" and "import" in c.source][0]
+    assert code.splitlines()[0] in "".join(c.source for c in nb.cells)  # the .ipynb keeps the code ...
+    assert "import pandas as pd" not in html and "tags=" not in html  # ... the HTML hides it
+    if "tables" in report.NOTEBOOKS[name].needs:
         assert "hps (hpsv2.1)" in html  # evaluator version in the table header
+        assert "Headline" in html and html.index("Headline") < html.index("<table")  # the headline first
     if name == "table1_winrates":
         assert "90.2" in html  # the paper's figure beside ours
-    if name in ("training_curves", "image_grids"):
+        assert "<strong>inpo</strong> is ahead of <strong>base</strong>" in html  # 2 of 4 intervals above 50 %
+        assert "No <code>toy_base_ratio</code> table in this run" in html  # the hook, until the toy writes it
+    if name in ("table1_winrates", "table2_ablations", "supp_median_mean", "training_curves", "image_grids"):
         assert "data:image/png;base64" in html
 
 
 @pytest.mark.slow
 def test_notebook_parameters_relative_to_caller(tmp_path, monkeypatch):
-    monkeypatch.chdir(ROOT)
-    out = report.render_notebook(
-        NB / "table1_winrates.ipynb", tmp_path / "t1.ipynb", tmp_path / "t1.html",
-        {"scores_paths": ["tests/fixtures/scores.csv"], "baselines": ["dpo"]},
-    )
+    report.write_tables(FIX / "scores.csv", tmp_path / "tables", baselines=["dpo"])
+    monkeypatch.chdir(tmp_path)
+    out = report.render_notebook(NB / "table1_winrates.py", tmp_path / "t1.ipynb", tmp_path / "t1.html",
+                                 {"tables_dir": "tables"})
     html = out["html"].read_text()
     assert "74.9" in html and "85.8" not in html  # only InPO over DPO (paper 74.94), not over base (85.84)

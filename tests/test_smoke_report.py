@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from workflow_utils import SMOKE
+from workflow_utils import SMOKE, workflow_notebooks
 
 pytestmark = pytest.mark.slow
 
-NOTEBOOKS = ["table1_winrates", "table2_ablations", "supp_median_mean", "training_curves", "image_grids"]
+NOTEBOOKS = workflow_notebooks(sheet=True)  # the smoke config has an ablation sheet
 # strings only the notebooks' fixture defaults (tests/fixtures) would bring into a rendered notebook
 FIXTURE_MARKS = ["tests/fixtures", "pickscore_v1", "hpsv2.1", "hpdv2 prompt"]
 

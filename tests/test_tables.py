@@ -235,3 +235,50 @@ def test_training_logs_and_image_paths():
     grid = t.image_grid_paths(FIX / "images", ["base", "inpo", "nope"], "hpdv2", [0, 1, 5])
     assert grid.loc[1, "inpo"].endswith("inpo/hpdv2/00001.png")
     assert grid["nope"].isna().all() and pd.isna(grid.loc[5, "base"])
+
+
+# ----------------------------------------------------------------------------------- read / headlines
+def test_read_table_restores_the_wide_layout(tmp_path, fixture_scores):
+    wide = t.win_rate_vs_paper(fixture_scores, "inpo", ["base"], ["hps"], ["hpdv2"])
+    back = t.read_table(t.write_csv(wide, tmp_path / "w.csv"))
+    assert back.index.names == ["model", "baseline", "prompt_set"]
+    assert list(back.columns) == [("hps (hpsv2.1)", "ours"), ("hps (hpsv2.1)", "paper")]
+    assert back.loc[("inpo", "base", "hpdv2"), ("hps (hpsv2.1)", "paper")] == pytest.approx(90.22)
+    long = t.win_rate_long(fixture_scores, "inpo", ["base"], ["hps"], ["hpdv2"])
+    assert back.iloc[0, 0] == pytest.approx(long["win_rate_pct"].iloc[0])
+    assert list(t.read_table(t.write_csv(long, tmp_path / "l.csv")).columns) == list(long.columns)  # long: as is
+
+
+def _winrow(baseline, evaluator, pct, lo, hi, paper=math.nan, n=400):
+    return dict(model="inpo", baseline=baseline, prompt_set="toy", evaluator=evaluator, win_rate_pct=pct,
+                ci_low_pct=lo, ci_high_pct=hi, n=n, paper_pct=paper)
+
+
+def test_win_rate_headline_verdicts_from_the_table():
+    t1 = pd.DataFrame([
+        _winrow("base", "r", 75.2, 70.8, 79.2, paper=85.84),
+        _winrow("dpo", "r", 51.8, 46.9, 56.6),
+        _winrow("kto", "r", 34.0, 29.5, 38.8),
+        _winrow("sft", "r", 60.0, 55.1, 64.7), _winrow("sft", "q", 40.0, 35.3, 44.9),
+        _winrow("ref", "r", 60.0, 55.1, 64.7), _winrow("ref", "q", 52.0, 47.1, 56.9),
+    ])
+    eff = pd.DataFrame({"model": ["inpo", "inpo"], "baseline": ["base", "base"], "effect_sd": [0.2, 0.3]})
+    assert t.win_rate_headline(t1, eff) == [
+        "**inpo** beats **base**: 75.2 % of 400 prompts, 95 % interval [70.8, 79.2] (r, toy); mean gain +0.25 sd"
+        " (paper: 85.8 %)",
+        "**inpo** is not told apart from **dpo**: 51.8 % of 400 prompts, 95 % interval [46.9, 56.6] (r, toy)",
+        "**inpo** loses to **kto**: 34.0 % of 400 prompts, 95 % interval [29.5, 38.8] (r, toy)",
+        "**inpo** is mixed against **sft**: 40.0-60.0 % over 2 (prompt set, evaluator) comparisons, 1 with the "
+        "interval above 50 %, 1 below",
+        "**inpo** is ahead of **ref**: 52.0-60.0 % over 2 (prompt set, evaluator) comparisons, 1 with the "
+        "interval above 50 %, 0 below",
+    ]
+
+
+def test_ablation_and_summary_headlines_pick_the_best():
+    t2 = pd.DataFrame({"run": ["b1", "b2", "b3"], "sweep": "beta", "setting": "beta", "value": [1, 10, 100],
+                       "label": "r (v)", "ours": [0.2, 0.5, 0.4], "gpu_hours": [1.0, 2.0, math.nan]})
+    assert t.ablation_headline(t2) == ["sweep **beta**, r (v): best median 0.5 at beta = 10 (run b2, 2 GPU-hours) of 3 settings"]
+    supp = pd.DataFrame({"prompt_set": "toy", "label": "r (v)", "model": ["base", "inpo", "dpo"],
+                         "median": [0.50, 0.75, 0.70]})
+    assert t.summary_headline(supp) == ["toy, r (v): **inpo** has the highest median (0.75, +0.05 over **dpo**)"]

@@ -25,14 +25,20 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from workflow_utils import REPO, copy_workflow, experiment_families, planned_jobs, run_snakemake
+from workflow_utils import (
+    REPO,
+    copy_workflow,
+    experiment_families,
+    planned_jobs,
+    run_snakemake,
+    workflow_notebooks,
+)
 
 EXPERIMENT = "config/tiny_real_paper.yaml"
 OVERLAYS = {  # each family's files after the paper configs (config/paper.yaml), as EXPERIMENT lists them
     "sd15": ["config/tiny_real.yaml"],
     "sdxl": ["config/tiny_real.yaml", "config/tiny_real_sdxl.yaml"],
 }
-NOTEBOOKS = ["table1_winrates", "table2_ablations", "supp_median_mean", "training_curves", "image_grids"]
 REAL_EVALUATORS = {"aesthetic", "pickscore", "hps", "clip"}
 DAG_TIMEOUT = 3600  # s; measured on 2 shared cores (load ~5): SD1.5 `all` 931 s (199 jobs), SDXL 207 s (79)
 
@@ -212,7 +218,7 @@ def _check_run(work: Path, family: str) -> dict:
     sheet = cfg.get("ablations")
     ablation_runs = set() if not sheet else set(pd.read_csv(REPO / sheet, sep="\t", comment="#")["run"])
     models = {"base"} | runs | ablation_runs
-    for name in [n for n in NOTEBOOKS if sheet or n != "table2_ablations"]:  # no sheet (SDXL): no Table 2
+    for name in workflow_notebooks(bool(sheet)):  # no sheet (SDXL): no Table 2
         html = work / "notebooks" / f"{name}.html"
         assert html.stat().st_size > 10_000, html
         nb = json.loads((work / "notebooks" / f"{name}.ipynb").read_text())

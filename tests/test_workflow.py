@@ -8,14 +8,22 @@ import json
 import pandas as pd
 import pytest
 import yaml
-from workflow_utils import REPO, SMOKE, copy_workflow, experiment_families, planned_jobs, run_snakemake
+from workflow_utils import (
+    REPO,
+    SMOKE,
+    copy_workflow,
+    experiment_families,
+    planned_jobs,
+    run_snakemake,
+    workflow_notebooks,
+)
 
 pytestmark = pytest.mark.slow
 
 
 def test_smoke_dag_outputs(smoke_run):
     work = smoke_run
-    for name in ["table1_winrates", "table2_ablations", "supp_median_mean", "training_curves", "image_grids"]:
+    for name in workflow_notebooks(sheet=True):
         html = work / "results" / "notebooks" / f"{name}.html"
         assert html.stat().st_size > 10_000, html
     scores = pd.read_parquet(work / "results" / "scores" / "all.parquet")
@@ -80,9 +88,8 @@ def test_paper_dag_dry_run_through_the_slurm_profile(tmp_path):
         assert count[f"{fam}_generate"] == n_models * 3 * shards  # 3 prompt sets
         assert count[f"{fam}_score"] == n_models * 3 * 4  # 4 evaluators
         assert {w["prompt_set"] for rule, w in jobs if rule == f"{fam}_prompts"} == {"hpdv2", "parti", "pickapic_test"}
-        assert {w["notebook"] for rule, w in jobs if rule == f"{fam}_notebook"} == (
-            {"table1_winrates", "supp_median_mean", "training_curves", "image_grids"} | (
-                {"table2_ablations"} if fam == "sd15" else set()))
+        assert {w["notebook"] for rule, w in jobs if rule == f"{fam}_notebook"} == set(workflow_notebooks(fam == "sd15"))
+        assert {"table1_winrates", "supp_median_mean", "training_curves", "image_grids"} <= set(workflow_notebooks(False))
         for rule in ("filter_pairs", "tables", "aggregate_scores"):
             assert count[f"{fam}_{rule}"] == 1
         assert f"results/paper/{fam}/notebooks/table1_winrates.html" in r.stdout

@@ -86,3 +86,11 @@ def experiment_families(experiment_file: str) -> dict[str, dict]:
         return experiment_configs(yaml.safe_load((REPO / experiment_file).read_text()))
     finally:
         os.chdir(cwd)
+
+
+def workflow_notebooks(sheet: bool) -> list[str]:
+    """The notebooks rule ``notebook`` renders for a config with or without an ablation sheet (the one
+    list, inpo.report.NOTEBOOKS; conditional_grids has its own rule)."""
+    from inpo.report import notebooks_for
+
+    return notebooks_for({"tables": {}, "train_logs": {}, "images": {}, "ablations": {} if sheet else None})

@@ -3,12 +3,14 @@
 Two entry points, each callable from a Snakemake ``script:`` (see :func:`snakemake_tables`,
 :func:`snakemake_notebook`) or from the command line (``python -m inpo.report tables|notebook ...``):
 
-- :func:`write_tables` writes ``table1_winrates``, ``table2_ablations``, ``supp_median_mean`` and
-  ``toy_effect``, each as ``.csv`` (the complete long form of :mod:`inpo.tables`: one row per
-  model/pair x prompt set x evaluator, evaluator version, n, ties, intervals, the paper's figure) and
-  ``.tex`` (the paper's wide layout, ours beside the paper's).
-- :func:`render_notebook` runs a papermill template with parameters, then converts the executed notebook
-  to HTML with nbconvert. Nothing is fetched from the network. The kernel (default ``python3``) must
+- :func:`write_tables` writes every table of :data:`TABLES` (the one list of tables) as ``.csv`` and
+  ``.tex`` (booktabs): the long forms of :mod:`inpo.tables` (one row per model/pair x prompt set x
+  evaluator, evaluator version, n, ties, intervals, the paper's figure) and their ``*_vs_paper`` wide
+  layouts, ours beside the paper's.
+- :func:`render_notebook` converts a notebook of :data:`NOTEBOOKS` (the one list of notebooks; jupytext
+  percent-format sources ``notebooks/<name>.py``) to ``.ipynb``, runs it with papermill and its
+  parameters, then converts the executed notebook to HTML with nbconvert, code hidden. The notebooks
+  read the written tables and display them; they compute no table. Nothing is fetched from the network. The kernel (default ``python3``) must
   exist for the current interpreter: ``ipykernel`` installed in the venv is enough (jupyter_client then
   provides the native ``python3`` kernel, and a ``python``-named kernel command is run with this
   interpreter); to register it explicitly in a fresh venv: ``python -m ipykernel install --sys-prefix``.
@@ -21,14 +23,14 @@ import json
 import os
 import sys
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from inpo import tables as T
 
-TABLE_NAMES = ("table1_winrates", "table2_ablations", "supp_median_mean", "toy_effect")
 DEFAULT_BASELINES = ("base", "sft", "dpo", "kto")
 
 
@@ -38,14 +40,126 @@ def _scores(scores) -> pd.DataFrame:
     return T.read_scores(scores)
 
 
-def _write_pair(long: pd.DataFrame, wide_fn, out_dir: Path, name: str, caption: str, float_format: str) -> dict:
-    csv = T.write_csv(long, out_dir / f"{name}.csv")
-    tex_path = out_dir / f"{name}.tex"
-    if long.empty:
-        tex_path.write_text(f"% {name}: no rows (nothing to compare in this configuration)\n", encoding="utf-8")
+@dataclass(frozen=True)
+class ReportOptions:
+    """What the tables compare and which of the paper's names stand beside ours (config ``report``,
+    assembled once in ``workflow/rules/common.smk``; defaults: the paper's SD1.5 runs, :mod:`inpo.tables`).
+
+    - ``model``/``baselines``: win-rates and effect of ``model`` over each baseline (baselines without
+      scores are skipped); ``baselines`` may be ``{model: [baselines]}``.
+    - ``evaluators``/``prompt_sets``: ``None`` = every one in the scores.
+    - ``name_map`` (ours -> paper model names), ``table1_prompt_sets`` (ours -> ``HPDv2``/``Parti``),
+      ``supp_prompt_sets`` (ours -> ``A``/``B``/``C``), ``evaluator_map`` (ours -> paper evaluator
+      column; ``None`` = the paper's names), ``paper_rows`` (run -> Table 2 row or setting).
+    - ``effect_evaluators``: evaluators of ``toy_effect`` (default: the ``toy_*`` evaluators present, else all).
+    - ``benchmark_root``: folder the ablation sheet's benchmark paths are relative to.
+    - ``ci``: ``"wilson"`` or ``"bootstrap"`` (:func:`inpo.tables.win_rate`).
+    """
+
+    model: str | Sequence[str] = "inpo"
+    baselines: Sequence[str] | Mapping[str, Sequence[str]] = DEFAULT_BASELINES
+    evaluators: Sequence[str] | None = None
+    prompt_sets: Sequence[str] | None = None
+    name_map: Mapping[str, str] = field(default_factory=lambda: dict(T.DEFAULT_MODEL_NAMES))
+    table1_prompt_sets: Mapping[str, str] = field(default_factory=lambda: dict(T.DEFAULT_TABLE1_PROMPT_SETS))
+    supp_prompt_sets: Mapping[str, str] = field(default_factory=lambda: dict(T.DEFAULT_SUPP_PROMPT_SETS))
+    evaluator_map: Mapping[str, str] | None = None
+    paper_rows: Mapping[str, int | str] | None = None
+    effect_evaluators: Sequence[str] | None = None
+    benchmark_root: str | os.PathLike | None = None
+    ci: str = "wilson"
+
+
+@dataclass(frozen=True)
+class Table:
+    """One report table: ``build(scores, runs, options)`` gives a long table; ``wide`` (optional) the
+    name of the long table it lays out side by side with the paper (``build`` then receives that
+    long table as ``scores``)."""
+
+    name: str
+    caption: str
+    float_format: str
+    build: Callable[..., pd.DataFrame]
+    wide_of: str | None = None
+
+
+def _table1(s, runs, o: ReportOptions):
+    return T.win_rate_long(s, o.model, o.baselines, o.evaluators, o.prompt_sets, name_map=o.name_map,
+                           prompt_set_map=o.table1_prompt_sets, evaluator_map=o.evaluator_map, ci=o.ci)
+
+
+def _table2(s, runs, o: ReportOptions):
+    return T.ablation_long(s, runs, evaluators=o.evaluators, paper_rows=o.paper_rows,
+                           benchmark_root=o.benchmark_root, evaluator_map=o.evaluator_map)
+
+
+def _supp(s, runs, o: ReportOptions):
+    return T.summary_long(s, evaluators=o.evaluators, prompt_sets=o.prompt_sets, name_map=o.name_map,
+                          prompt_set_map=o.supp_prompt_sets, evaluator_map=o.evaluator_map)
+
+
+def _effect(s, runs, o: ReportOptions):
+    evs = o.effect_evaluators
+    if evs is None:
+        present = list(dict.fromkeys(s["evaluator"]))
+        evs = [e for e in present if e.startswith("toy_")] or present
+    return T.reward_effect_table(s, o.model, o.baselines, evs, o.prompt_sets)
+
+
+def _wide(fn):
+    return lambda long, runs, o: fn(long) if len(long) else pd.DataFrame()
+
+
+#: THE list of report tables, in writing order: rule ``tables`` writes ``{name}.csv`` and ``{name}.tex``
+#: of each into ``results/tables/``; the Snakefile targets, the notebooks and the tests take the names
+#: from here. A long table has one row per comparison (model/pair x prompt set x evaluator, evaluator
+#: version, n, ties, intervals, the paper's figure); a ``*_vs_paper`` table is its wide layout, ours
+#: beside the paper's. Adding a table = one entry here (and, to show it, a cell in a notebook).
+TABLES: dict[str, Table] = {t.name: t for t in (
+    Table("table1_winrates", "Win-rates (\\%) of the aligned model over each baseline, 95\\% intervals.", "%.1f",
+          _table1),
+    Table("table1_winrates_vs_paper", "Win-rates (\\%) of the aligned model over each baseline: ours and the "
+          "paper's.", "%.1f", _wide(T.win_rate_wide), wide_of="table1_winrates"),
+    Table("table2_ablations", "Ablations: median scores and training GPU-hours.", "%.3f", _table2),
+    Table("table2_ablations_vs_paper", "Ablations: median scores and training GPU-hours, ours and the paper's.",
+          "%.3f", _wide(T.ablation_wide), wide_of="table2_ablations"),
+    Table("supp_median_mean", "Median and mean score per model and prompt set.", "%.3f", _supp),
+    Table("supp_median_mean_vs_paper", "Median and mean score per model and prompt set, ours and the paper's.",
+          "%.3f", _wide(T.summary_wide), wide_of="supp_median_mean"),
+    Table("toy_effect", "Mean paired gain over the baseline in baseline-sd units.", "%.3f", _effect),
+)}
+TABLE_NAMES = tuple(TABLES)
+
+
+def _write(df: pd.DataFrame, table: Table, out_dir: Path) -> dict[str, Path]:
+    csv = T.write_csv(df, out_dir / f"{table.name}.csv")
+    tex = out_dir / f"{table.name}.tex"
+    if df.empty:
+        tex.write_text(f"% {table.name}: no rows (nothing to compare in this configuration)\n", encoding="utf-8")
     else:
-        T.to_latex(wide_fn(), tex_path, caption=caption, label=f"tab:{name}", float_format=float_format)
-    return {f"{name}.csv": csv, f"{name}.tex": tex_path}
+        T.to_latex(df, tex, caption=table.caption, label=f"tab:{table.name}", float_format=table.float_format)
+    return {csv.name: csv, tex.name: tex}
+
+
+def build_tables(
+    scores: str | os.PathLike | Sequence[str | os.PathLike] | pd.DataFrame,
+    runs: str | os.PathLike | pd.DataFrame | None = None,
+    options: ReportOptions | None = None,
+) -> dict[str, pd.DataFrame]:
+    """Every table of :data:`TABLES` as a frame, ``{name: frame}`` (an empty frame where nothing compares).
+
+    ``scores``: tidy score file(s) (parquet/CSV) or a frame. ``runs``: the ablation run sheet (CSV or
+    frame; columns :data:`inpo.tables.RUN_COLUMNS`), ``None``: Table 2 is empty."""
+    o = options or ReportOptions()
+    s = _scores(scores)
+    if runs is None:
+        runs_df = pd.DataFrame(columns=T.RUN_COLUMNS)
+    else:
+        runs_df = runs if isinstance(runs, pd.DataFrame) else pd.read_csv(runs, keep_default_na=False, na_values=[""])
+    out: dict[str, pd.DataFrame] = {}
+    for t in TABLES.values():
+        out[t.name] = t.build(out[t.wide_of] if t.wide_of else s, runs_df, o)
+    return out
 
 
 def write_tables(
@@ -53,88 +167,85 @@ def write_tables(
     out_dir: str | os.PathLike,
     *,
     runs: str | os.PathLike | pd.DataFrame | None = None,
-    benchmark_root: str | os.PathLike | None = None,
-    model: str | Sequence[str] = "inpo",
-    baselines: Sequence[str] | Mapping[str, Sequence[str]] = DEFAULT_BASELINES,
-    evaluators: Sequence[str] | None = None,
-    prompt_sets: Sequence[str] | None = None,
-    name_map: Mapping[str, str] | None = None,
-    table1_prompt_sets: Mapping[str, str] | None = None,
-    supp_prompt_sets: Mapping[str, str] | None = None,
-    evaluator_map: Mapping[str, str] | None = None,
-    paper_rows: Mapping[str, int | str] | None = None,
-    effect_evaluators: Sequence[str] | None = None,
-    ci: str = "wilson",
+    **options,
 ) -> dict[str, Path]:
-    """Write the four report tables (``.csv`` + ``.tex``) into ``out_dir``; returns ``{file name: path}``.
-
-    - ``scores``: tidy score file(s) (parquet/CSV) or a frame.
-    - ``runs``: the ablation run sheet (CSV or frame; columns ``run, sweep, setting, value, benchmark,
-      n_gpus, prompt_set``), ``benchmark`` paths relative to ``benchmark_root``. ``None``: an empty
-      Table 2 is written (declared outputs always exist).
-    - ``model``/``baselines``: win-rates and toy effect of ``model`` over each baseline (baselines
-      without scores are skipped); ``baselines`` may be ``{model: [baselines]}``.
-    - ``name_map`` (ours -> paper model names), ``table1_prompt_sets`` (ours -> ``HPDv2``/``Parti``),
-      ``supp_prompt_sets`` (ours -> ``A``/``B``/``C``), ``evaluator_map`` (ours -> paper evaluator
-      column), ``paper_rows`` (run -> Table 2 row or setting): where the paper's figures sit beside ours;
-      defaults as in :mod:`inpo.tables`.
-    - ``effect_evaluators``: evaluators of the toy effect table (default: the ``toy_*`` evaluators
-      present, else all).
-    """
+    """Write every table of :data:`TABLES` (``.csv`` + ``.tex``) into ``out_dir``; returns ``{file name: path}``.
+    ``options``: the fields of :class:`ReportOptions` (``None`` values take its defaults)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    s = _scores(scores)
-    name_map = T.DEFAULT_MODEL_NAMES if name_map is None else dict(name_map)
-    t1_sets = T.DEFAULT_TABLE1_PROMPT_SETS if table1_prompt_sets is None else dict(table1_prompt_sets)
-    supp_sets = T.DEFAULT_SUPP_PROMPT_SETS if supp_prompt_sets is None else dict(supp_prompt_sets)
-    pair_kw = dict(evaluators=evaluators, prompt_sets=prompt_sets)
+    o = ReportOptions(**{k: v for k, v in options.items() if v is not None})
     written: dict[str, Path] = {}
-
-    t1_long = T.win_rate_long(s, model, baselines, name_map=name_map, prompt_set_map=t1_sets,
-                              evaluator_map=evaluator_map, ci=ci, **pair_kw)
-    written |= _write_pair(
-        t1_long,
-        lambda: T.win_rate_vs_paper(s, model, baselines, name_map=name_map, prompt_set_map=t1_sets,
-                                    evaluator_map=evaluator_map, ci=ci, **pair_kw),
-        out, "table1_winrates", "Win-rates (\\%) of the aligned model over each baseline: ours and the paper's.",
-        "%.1f",
-    )
-
-    if runs is None:
-        runs_df = pd.DataFrame(columns=T.RUN_COLUMNS)
-    else:
-        runs_df = runs if isinstance(runs, pd.DataFrame) else pd.read_csv(runs, keep_default_na=False, na_values=[""])
-    abl_kw = dict(evaluators=evaluators, paper_rows=paper_rows, benchmark_root=benchmark_root, evaluator_map=evaluator_map)
-    t2_long = T.ablation_long(s, runs_df, **abl_kw)
-    written |= _write_pair(
-        t2_long, lambda: T.ablation_table(s, runs_df, **abl_kw), out, "table2_ablations",
-        "Ablations: median scores and training GPU-hours, ours and the paper's.", "%.3f",
-    )
-
-    supp_kw = dict(evaluators=evaluators, prompt_sets=prompt_sets, name_map=name_map, prompt_set_map=supp_sets,
-                   evaluator_map=evaluator_map)
-    supp_long = T.summary_long(s, **supp_kw)
-    written |= _write_pair(
-        supp_long, lambda: T.summary_table(s, **supp_kw), out, "supp_median_mean",
-        "Median and mean score per model and prompt set, ours and the paper's.", "%.3f",
-    )
-
-    if effect_evaluators is None:
-        present = list(dict.fromkeys(s["evaluator"]))
-        effect_evaluators = [e for e in present if e.startswith("toy_")] or present
-    eff = T.reward_effect_table(s, model, baselines, effect_evaluators, prompt_sets)
-
-    def eff_wide():
-        w = T._unstack(eff, ["model", "baseline", "prompt_set"], "effect_sd", list(dict.fromkeys(eff["label"])))
-        w.columns.name = "evaluator"
-        return w
-
-    written |= _write_pair(eff, eff_wide, out, "toy_effect",
-                           "Mean paired gain over the baseline in baseline-sd units.", "%.3f")
+    for name, df in build_tables(scores, runs, o).items():
+        written |= _write(df, TABLES[name], out)
     return written
 
 
 # ---------------------------------------------------------------------------------------- notebooks
+#: the folder of the notebook sources (jupytext percent format), beside the workflow
+NOTEBOOK_DIR = Path("notebooks")
+#: what a notebook can need; workflow/rules/common.smk (NOTEBOOK_NEEDS) gives, per config, each one's
+#: input files and papermill parameters, or None where the config has none (then the notebook is not made):
+#: - ``tables``: ``tables_dir``, the folder of :data:`TABLES`' files (rule ``tables``);
+#: - ``ablations``: nothing more, but only where the config has an ablation sheet;
+#: - ``train_logs``: ``log_paths``, ``{run: results/logs/train/<run>.csv}``;
+#: - ``images``: ``images_dir``, ``models``, ``prompt_set``, ``indices``, ``scores_paths`` (prompt texts);
+#: - ``conditional``: paper 5.5's sources, conditions and images (its rule is in conditional.smk).
+NEEDS = ("tables", "ablations", "train_logs", "images", "conditional")
+
+
+@dataclass(frozen=True)
+class Notebook:
+    """A report notebook: source ``notebooks/{name}.py`` (jupytext percent format: ``# %%`` cells, one
+    cell tagged ``parameters``), rendered to ``results/notebooks/{name}.ipynb|html`` by
+    :func:`render_notebook`. It only reads and displays what its ``needs`` (:data:`NEEDS`) give."""
+
+    name: str
+    needs: tuple[str, ...]
+
+    def __post_init__(self):
+        unknown = sorted(set(self.needs) - set(NEEDS))
+        if unknown:
+            raise ValueError(f"notebook {self.name!r}: unknown needs {unknown}; known: {list(NEEDS)}")
+
+    @property
+    def source(self) -> Path:
+        return NOTEBOOK_DIR / f"{self.name}.py"
+
+
+#: THE list of report notebooks, in reading order; the Snakefile targets, the rules and the tests take
+#: it from here. Adding a notebook = its source ``notebooks/<name>.py`` plus one entry here.
+NOTEBOOKS: dict[str, Notebook] = {n.name: n for n in (
+    Notebook("table1_winrates", ("tables",)),
+    Notebook("table2_ablations", ("tables", "ablations")),
+    Notebook("supp_median_mean", ("tables",)),
+    Notebook("training_curves", ("train_logs",)),
+    Notebook("image_grids", ("images",)),
+    Notebook("conditional_grids", ("conditional",)),
+)}
+
+
+def notebooks_for(available: Mapping[str, object]) -> list[str]:
+    """The notebooks a config makes: those whose every need is given (not ``None``) in ``available``."""
+    return [n.name for n in NOTEBOOKS.values() if all(available.get(k) is not None for k in n.needs)]
+
+
+def to_ipynb(source: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """The jupytext percent-format ``source`` as an outputs-free ``.ipynb`` at ``dest`` (for papermill);
+    an ``.ipynb`` source is copied as is. Raises if the source has not exactly one ``parameters`` cell."""
+    import jupytext
+    import nbformat
+
+    source, dest = Path(source), Path(dest)
+    nb = jupytext.read(source) if source.suffix == ".py" else nbformat.read(source, as_version=4)
+    tagged = sum("parameters" in c.metadata.get("tags", []) for c in nb.cells)
+    if tagged != 1:
+        raise ValueError(f"{source}: {tagged} cells tagged 'parameters'; a notebook source needs exactly one")
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, dest)
+    return dest
+
+
 def _absolutize(value, base: Path):
     """Strings naming an existing path relative to ``base`` become absolute (recursively in lists/dicts)."""
     if isinstance(value, str):
@@ -180,16 +291,20 @@ def render_notebook(
     kernel_name: str = "python3",
     cwd: str | os.PathLike | None = None,
     timeout: int = 600,
-    exclude_input: bool = False,
+    exclude_input: bool = True,
 ) -> dict[str, Path]:
-    """Execute the papermill ``template`` with ``parameters`` into ``out_ipynb``; convert to ``out_html``.
+    """Execute the notebook source ``template`` (jupytext ``.py``, converted by :func:`to_ipynb`, or an
+    ``.ipynb``) with ``parameters`` into ``out_ipynb`` (code kept); convert to ``out_html`` (code cells'
+    input hidden unless ``exclude_input=False``: the HTML reads as a report).
 
-    The kernel runs in ``cwd`` (default: the template's folder, so that the templates' default
-    parameters, which point at ``tests/fixtures`` relative to ``notebooks/``, work). String parameters
-    (also inside lists and dicts) that name an existing file or folder relative to the *caller's*
-    working directory are made absolute first, so Snakemake can pass its usual relative paths.
-    Figures are embedded in the HTML (base64); no network access is needed. Returns the written paths.
+    The kernel runs in ``cwd`` (default: the template's folder, so that default parameters relative to
+    ``notebooks/`` work). String parameters (also inside lists and dicts) that name an existing file or
+    folder relative to the *caller's* working directory are made absolute first, so Snakemake can pass
+    its usual relative paths. Figures are embedded in the HTML (base64); no network access is needed.
+    Returns the written paths.
     """
+    import tempfile
+
     import nbformat
     import papermill as pm
     from nbconvert import HTMLExporter
@@ -198,17 +313,19 @@ def render_notebook(
     template, out_ipynb = Path(template), Path(out_ipynb)
     params = _absolutize(dict(parameters or {}), Path.cwd())
     out_ipynb.parent.mkdir(parents=True, exist_ok=True)
-    pm.execute_notebook(
-        str(template),
-        str(out_ipynb),
-        parameters=params,
-        kernel_name=kernel_name,
-        cwd=str(cwd if cwd is not None else template.resolve().parent),
-        execution_timeout=timeout,
-        progress_bar=False,
-        log_output=False,
-        report_mode=False,
-    )
+    with tempfile.TemporaryDirectory() as tmp:
+        source = to_ipynb(template, Path(tmp) / f"{template.stem}.ipynb")
+        pm.execute_notebook(
+            str(source),
+            str(out_ipynb),
+            parameters=params,
+            kernel_name=kernel_name,
+            cwd=str(cwd if cwd is not None else template.resolve().parent),
+            execution_timeout=timeout,
+            progress_bar=False,
+            log_output=False,
+            report_mode=False,
+        )
     written = {"ipynb": out_ipynb}
     if out_html is not None:
         out_html = Path(out_html)
@@ -216,6 +333,8 @@ def render_notebook(
         nb = nbformat.read(out_ipynb, as_version=4)
         exporter = HTMLExporter()
         exporter.exclude_input = exclude_input
+        exporter.exclude_input_prompt = exclude_input
+        exporter.exclude_output_prompt = exclude_input
         body, _ = exporter.from_notebook_node(nb)
         out_html.write_text(body, encoding="utf-8")
         written["html"] = out_html

@@ -6,6 +6,7 @@ import pandas as pd
 from snakemake.utils import validate
 
 from inpo import pipeline as P
+from inpo import report as R
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -95,24 +96,12 @@ def sweep_runs(sweep):
     return list(dict.fromkeys(ABLATIONS.loc[ABLATIONS["sweep"] == sweep, "run"]))
 
 
-# Table 2 (and its notebook) only where an ablation sheet is given: the paper's SDXL family has none
-NOTEBOOKS = ["table1_winrates", "supp_median_mean", "training_curves", "image_grids"]
-if ABLATIONS is not None:
-    NOTEBOOKS.insert(1, "table2_ablations")
-TABLES = ["table1_winrates", "table2_ablations", "supp_median_mean", "toy_effect"]
-
-
-def report_targets():
-    out = [results(f"tables/{t}.{ext}") for t in TABLES for ext in ("csv", "tex")]
-    out += [results(f"notebooks/{n}.html") for n in NOTEBOOKS]
-    out += [results(f"data/pairs_{fb}.parquet") for fb in config["data"].get("ai_feedback", [])]
-    return out
-
-
 # --------------------------------------------------------------------------- report
-
+# The one list of tables is inpo.report.TABLES, the one list of notebooks inpo.report.NOTEBOOKS.
 
 REPORT = config["report"]
+TABLES = list(R.TABLES)
+# the keywords of inpo.report.ReportOptions, assembled here once (rule `tables` is their only user)
 TABLE_PARAMS = dict(
     model=REPORT["model"],
     baselines=REPORT["baselines"],
@@ -126,33 +115,33 @@ TABLE_PARAMS = dict(
     effect_evaluators=REPORT.get("effect_evaluators", EVALUATORS[:1]),
     benchmark_root=".",
 )
+R.ReportOptions(**TABLE_PARAMS)  # a bad key fails now
+_LOGS = {r: results(f"logs/train/{r}.csv") for r in RUNS}
+_SCORES = results("scores/all.parquet")
+# what each need of a notebook (inpo.report.NEEDS) is in this config: input files and papermill
+# parameters; None where the config has none. `conditional`: the grids' own rule (conditional.smk).
+NOTEBOOK_NEEDS = {
+    "tables": dict(inputs=[results(f"tables/{t}.csv") for t in TABLES], parameters=dict(tables_dir=results("tables"))),
+    "ablations": None if ABLATIONS is None else dict(inputs=[], parameters={}),  # Table 2: only with a sheet
+    "train_logs": dict(inputs=list(_LOGS.values()), parameters=dict(log_paths=_LOGS)),
+    "images": dict(inputs=[_SCORES], parameters=dict(
+        images_dir=results("images"), models=EVAL_MODELS, prompt_set=PROMPT_SETS[0],
+        indices=REPORT.get("grid_indices", list(range(8))), scores_paths=[_SCORES])),
+}
+NOTEBOOKS = R.notebooks_for(NOTEBOOK_NEEDS)
+
+
+def report_targets():
+    out = [results(f"tables/{t}.{ext}") for t in TABLES for ext in ("csv", "tex")]
+    out += [results(f"notebooks/{n}.html") for n in NOTEBOOKS]
+    out += [results(f"data/pairs_{fb}.parquet") for fb in config["data"].get("ai_feedback", [])]
+    return out
 
 
 def notebook_parameters(name):
-    scores = [results("scores/all.parquet")]
-    common = dict(evaluators=EVALUATORS, evaluator_map=TABLE_PARAMS["evaluator_map"])
-    if name == "table1_winrates":
-        return dict(scores_paths=scores, model=REPORT["model"], baselines=REPORT["baselines"],
-                    prompt_sets=PROMPT_SETS, name_map=TABLE_PARAMS["name_map"],
-                    prompt_set_map=TABLE_PARAMS["table1_prompt_sets"], **common)
-    if name == "table2_ablations":
-        return dict(scores_paths=scores, runs_csv=results("tables/ablation_runs.csv"), benchmark_root=".",
-                    paper_rows={}, **common)  # the notebook's fixture default must not apply
-    if name == "supp_median_mean":
-        return dict(scores_paths=scores, models=EVAL_MODELS, prompt_sets=PROMPT_SETS,
-                    name_map=TABLE_PARAMS["name_map"], prompt_set_map=TABLE_PARAMS["supp_prompt_sets"], **common)
-    if name == "training_curves":
-        return dict(log_paths={r: results(f"logs/train/{r}.csv") for r in RUNS})
-    if name == "image_grids":
-        return dict(images_dir=results("images"), models=EVAL_MODELS, prompt_set=PROMPT_SETS[0],
-                    indices=REPORT.get("grid_indices", list(range(8))), scores_paths=scores)
-    raise ValueError(name)
+    return {k: v for need in R.NOTEBOOKS[name].needs for k, v in NOTEBOOK_NEEDS[need]["parameters"].items()}
 
 
 def notebook_inputs(wildcards):
-    out = {"template": f"notebooks/{wildcards.notebook}.ipynb", "scores": results("scores/all.parquet")}
-    if wildcards.notebook == "training_curves":
-        out["logs"] = [results(f"logs/train/{r}.csv") for r in RUNS]
-    if wildcards.notebook == "table2_ablations":
-        out["runs"] = results("tables/ablation_runs.csv")
-    return out
+    nb = R.NOTEBOOKS[wildcards.notebook]
+    return {"template": str(nb.source), **{need: NOTEBOOK_NEEDS[need]["inputs"] for need in nb.needs}}

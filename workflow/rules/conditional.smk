@@ -125,7 +125,7 @@ if COND is not None:
         """Grids per task: source, condition, then every model (same seed per column)."""
         localrule: True
         input:
-            template="notebooks/conditional_grids.ipynb",
+            template=str(R.NOTEBOOKS["conditional_grids"].source),
             sources=_cond_built(COND.sources),
             conditions=expand(f"{COND_ROOT}/conditions/{{task}}", task=COND.tasks),
             images=expand(f"{COND_ROOT}/images/{{model}}/{{task}}", model=COND.models, task=COND.tasks),

@@ -3,6 +3,7 @@
 
 import re
 
+from inpo import report as R  # the one list of notebooks (conditional_grids is rendered by conditional.smk)
 from inpo.conditional import TASKS as COND_TASKS
 from inpo.conditional import ConditionalConfig
 

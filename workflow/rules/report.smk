@@ -1,4 +1,6 @@
 # Tables (CSV + LaTeX) and papermill notebooks rendered to HTML. Notebooks only display.
+# Every table of inpo.report.TABLES comes from rule `tables`; every notebook of NOTEBOOKS (common.smk,
+# from inpo.report.NOTEBOOKS) from rule `notebook`, its inputs and parameters from its needs.
 
 
 if ABLATIONS is not None:  # no sheet (the paper's SDXL family): Table 2 is written empty, no notebook
