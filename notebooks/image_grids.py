@@ -19,6 +19,7 @@
 import textwrap
 
 import matplotlib.pyplot as plt
+import numpy as np
 from IPython.display import Markdown, display
 from PIL import Image
 
@@ -46,19 +47,18 @@ display(Markdown(f"{len(indices)} prompts of **{prompt_set}** x {len(models)} mo
                  + (f"; **{missing} image(s) missing** (blank cells)." if missing else ".")))
 
 # %%
-fig, axes = plt.subplots(len(indices), len(models), figsize=(3 * len(models), 3.6 * len(indices)), squeeze=False)
-for r, idx in enumerate(grid.index):
-    for c, m in enumerate(models):
-        ax = axes[r][c]
+fig = plt.figure(figsize=(3 * len(models), 3.9 * len(indices)), layout="constrained")
+rows = np.atleast_1d(fig.subfigures(len(indices), 1))
+for row, idx in zip(rows, grid.index):
+    row.suptitle("\n".join(textwrap.wrap(f"#{idx}: {prompts.get(idx, '')}", 16 * len(models))[:3]),
+                 x=0.01, ha="left", fontsize=12)
+    for ax, m in zip(np.atleast_1d(row.subplots(1, len(models))), models):
         ax.set_xticks([])
         ax.set_yticks([])
         path = grid.loc[idx, m]
         if isinstance(path, str):
             ax.imshow(Image.open(path).convert("RGB"))
         if (m, idx) in score_of:
-            ax.set_xlabel(f"{evaluator} {score_of[(m, idx)]:.3f}", fontsize=9)
+            ax.set_xlabel(f"{evaluator} {score_of[(m, idx)]:.3f}", fontsize=10)
         ax.set_title(m, fontsize=11, fontweight="bold")
-    text = "\n".join(textwrap.wrap(f"#{idx}: {prompts.get(idx, '')}", 22 * len(models))[:3])
-    axes[r][0].annotate(text, xy=(0, 1.18), xycoords="axes fraction", ha="left", va="bottom", fontsize=11)
-plt.tight_layout(h_pad=3.0)
 plt.show()

@@ -42,7 +42,8 @@ display(Markdown("Evaluator versions: " + ", ".join(f"**{e}**: `{v}`" for e, v i
 # %% [markdown]
 # ## Win-rates with their 95 % intervals
 #
-# One panel per baseline; a bar per (prompt set, evaluator); the dashed line is a tie (50 %), a
+# One panel per baseline; a bar per (prompt set, evaluator) with its 95 % interval: green when the
+# interval lies above 50 % (a win), red below (a loss), grey otherwise. The dashed line is a tie, a
 # diamond the paper's figure where it has one.
 
 # %%

@@ -40,11 +40,25 @@ display(Markdown("## Headline\n\n" + ("\n".join(f"- {line}" for line in lines) o
 # ## Median score and GPU-hours per setting
 #
 # One row of panels per sweep: the median of each evaluator per setting, then the run's training
-# GPU-hours (ours; the paper's as diamonds).
+# GPU-hours; bars are ours, diamonds the paper's.
 
 # %%
 labels = list(dict.fromkeys(ablations["label"]))
 sweeps = list(dict.fromkeys(ablations["sweep"]))
+
+
+def ticks(rows):
+    """A setting's value, or its name where the sheet gives no value."""
+    return [str(s) if pd.isna(v) or str(v) == "" else str(v) for s, v in zip(rows["setting"], rows["value"])]
+
+
+def zoom(ax, values):
+    """Zoom the y axis onto the bars when they differ (medians sit far from 0)."""
+    lo, hi = min(values), max(values)
+    if hi > lo:
+        ax.set_ylim(lo - 0.5 * (hi - lo), hi + 0.5 * (hi - lo))
+
+
 if sweeps:
     fig, axes = plt.subplots(len(sweeps), len(labels) + 1, figsize=(3.4 * (len(labels) + 1), 2.8 * len(sweeps)),
                              squeeze=False)
@@ -55,15 +69,14 @@ if sweeps:
             ax = axes[r][c]
             ax.bar(range(len(s)), s["ours"], color="C0")
             ax.scatter(range(len(s)), s["paper"], marker="D", color="k", zorder=3)
-            ax.set_xticks(range(len(s)), [f"{v}" for v in s["value"]], rotation=45, fontsize=8)
-            lo, hi = s["ours"].min(), s["ours"].max()
-            ax.set_ylim(lo - 0.5 * (hi - lo + 1e-9), hi + 0.5 * (hi - lo + 1e-9))
+            ax.set_xticks(range(len(s)), ticks(s), rotation=45, fontsize=8)
+            zoom(ax, list(s["ours"]) + list(s["paper"].dropna()))
             ax.set_title(f"{sweep}: {label}", fontsize=9)
         h = g.drop_duplicates("run")
         ax = axes[r][-1]
         ax.bar(range(len(h)), h["gpu_hours"], color="C1")
         ax.scatter(range(len(h)), h["paper_gpu_hours"], marker="D", color="k", zorder=3)
-        ax.set_xticks(range(len(h)), [f"{v}" for v in h["value"]], rotation=45, fontsize=8)
+        ax.set_xticks(range(len(h)), ticks(h), rotation=45, fontsize=8)
         ax.set_title(f"{sweep}: GPU-hours", fontsize=9)
     plt.tight_layout()
     plt.show()
