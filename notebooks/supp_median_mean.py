@@ -19,13 +19,9 @@
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import pandas as pd
 from IPython.display import Markdown, display
 
 from inpo import tables as T
-
-pd.set_option("display.precision", 3)
-pd.set_option("display.max_columns", 60)
 
 # %% tags=["parameters"]
 tables_dir = "../results/tables"  # the folder rule `tables` writes (inpo.report.TABLES)

@@ -16,12 +16,9 @@
 
 # %%
 import matplotlib.pyplot as plt
-import pandas as pd
 from IPython.display import Markdown, display
 
 from inpo import tables as T
-
-pd.set_option("display.precision", 3)
 
 # %% tags=["parameters"]
 log_paths = {"inpo": "../tests/fixtures/logs/inpo.csv", "dpo": "../tests/fixtures/logs/dpo.csv"}  # run -> log CSV

@@ -10,7 +10,7 @@ Modules map to the paper's concepts:
 - :mod:`inpo.data`        Pick-a-Pic filtering and datasets, prompt sets, the embedded toy world.
 - :mod:`inpo.evaluators`  one registry, one call signature ``score(images, prompts) -> array``.
 - :mod:`inpo.generate`    sharded, resumable image generation with paired seeds.
-- :mod:`inpo.tables`      tidy scores -> win-rates, medians, means, GPU-hours.
+- :mod:`inpo.tables`      tidy scores -> win-rates, medians, means, GPU-hours (one module per concept).
 """
 
 __version__ = "0.1.0"
