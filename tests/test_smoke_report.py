@@ -1,6 +1,6 @@
 """The smoke DAG's report shows the run's own results: the rendered notebooks were executed on
-the run's score files (its evaluators and models, not the notebooks' defaults in
-``tests/fixtures``), and the tables' values equal what the per-shard score files give when
+the run's tables and files (its evaluators and models, not the notebooks' defaults), their HTML
+hides the code, and the tables' values equal what the per-shard score files give when
 recomputed here (win counts by paired prompt index, medians and means).
 
 The checks are plain functions of a finished smoke workflow folder (``check_*``). The smoke run
@@ -18,6 +18,8 @@ import pandas as pd
 import pytest
 import yaml
 from workflow_utils import SMOKE, workflow_notebooks
+
+from inpo import report
 
 pytestmark = pytest.mark.slow
 
@@ -83,7 +85,10 @@ def check_notebooks_show_the_run(work) -> None:
         assert params, f"{name}: no injected parameters: the notebook ran on its defaults"
         for mark in FIXTURE_MARKS:
             assert mark not in params and mark not in text, f"{name} shows the fixtures' {mark!r}"
-        assert (work / "results" / "notebooks" / f"{name}.html").stat().st_size > 10_000, name
+        html = (work / "results" / "notebooks" / f"{name}.html").read_text()
+        assert len(html) > 10_000 and "from inpo import" not in html, name  # code hidden in the HTML
+        if "tables" in report.NOTEBOOKS[name].needs:  # read from the tables rule `tables` wrote
+            assert str(work / "results" / "tables") in params, name
         if name in ("table1_winrates", "table2_ablations", "supp_median_mean"):
             for ev in s["evaluators"]:
                 assert ev in text, f"{name}: evaluator {ev!r} of the run not shown"
