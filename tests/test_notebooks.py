@@ -171,3 +171,11 @@ def test_notebook_parameters_relative_to_caller(tmp_path, monkeypatch):
                                  {"tables_dir": "tables"})
     html = out["html"].read_text()
     assert "74.9" in html and "85.8" not in html  # only InPO over DPO (paper 74.94), not over base (85.84)
+
+
+def test_report_options_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="ci must be 'wilson' or 'bootstrap', not 'wald'"):
+        report.write_tables(FIX / "scores.csv", tmp_path / "out", ci="wald")
+    assert not (tmp_path / "out").exists()  # checked before anything is written
+    with pytest.raises(TypeError, match="name_mapp"):
+        report.ReportOptions(name_mapp={})

@@ -69,12 +69,16 @@ class ReportOptions:
     benchmark_root: str | os.PathLike | None = None
     ci: str = "wilson"
 
+    def __post_init__(self):
+        if self.ci not in ("wilson", "bootstrap"):
+            raise ValueError(f"report options: ci must be 'wilson' or 'bootstrap', not {self.ci!r}")
+
 
 @dataclass(frozen=True)
 class Table:
-    """One report table: ``build(scores, runs, options)`` gives a long table; ``wide`` (optional) the
+    """One report table: ``build(scores, runs, options)`` gives a long table; ``wide_of`` (optional) the
     name of the long table it lays out side by side with the paper (``build`` then receives that
-    long table as ``scores``)."""
+    long table in place of the scores)."""
 
     name: str
     caption: str
@@ -171,9 +175,9 @@ def write_tables(
 ) -> dict[str, Path]:
     """Write every table of :data:`TABLES` (``.csv`` + ``.tex``) into ``out_dir``; returns ``{file name: path}``.
     ``options``: the fields of :class:`ReportOptions` (``None`` values take its defaults)."""
+    o = ReportOptions(**{k: v for k, v in options.items() if v is not None})
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    o = ReportOptions(**{k: v for k, v in options.items() if v is not None})
     written: dict[str, Path] = {}
     for name, df in build_tables(scores, runs, o).items():
         written |= _write(df, TABLES[name], out)
