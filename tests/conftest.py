@@ -83,7 +83,7 @@ def _jpeg(color, size=(48, 32), marker=(255, 255, 255), quality=95) -> bytes:
 
 def _write_shard(path, rows, row_group_size=None):
     """Write ``rows`` (dicts with caption, label_0, jpg_0, jpg_1 and optionally label_1, has_label,
-    ranking_id) as one parquet shard in the exact Pick-a-Pic v2 schema."""
+    ranking_id, image_0_uid, image_1_uid) as one parquet shard in the exact Pick-a-Pic v2 schema."""
     import datetime
 
     import pyarrow as pa
@@ -103,9 +103,9 @@ def _write_shard(path, rows, row_group_size=None):
             "caption": r["caption"],
             "created_at": t0 + datetime.timedelta(seconds=i),
             "has_label": r.get("has_label", l0 is not None),
-            "image_0_uid": f"uid{rid}_0",
+            "image_0_uid": r.get("image_0_uid", f"uid{rid}_0"),
             "image_0_url": f"https://example.invalid/{rid}_0.jpg",
-            "image_1_uid": f"uid{rid}_1",
+            "image_1_uid": r.get("image_1_uid", f"uid{rid}_1"),
             "image_1_url": f"https://example.invalid/{rid}_1.jpg",
             "jpg_0": r["jpg_0"],
             "jpg_1": r["jpg_1"],

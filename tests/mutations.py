@@ -151,6 +151,15 @@ MUTATIONS: list[Mutation] = [
       [("methods.py", "t2 = torch.cat([draw_timesteps(gens.w, cfg.t_min, cfg.t_max), draw_timesteps(gens.l, cfg.t_min, cfg.t_max)])",
         "t2 = draw_timesteps(gens.w, cfg.t_min, cfg.t_max).repeat(2)")],
       "KTO's winner and loser share one t (each image should draw its own)", [INPUTS]),
+    M("kto-per-image-labels-ignored",
+      [("methods.py", "t, noise, cond, desirable.bool())", "t, noise, cond, torch.ones_like(desirable, dtype=torch.bool))")],
+      "per-image KTO treats every image as desirable", [INPUTS]),
+    M("kto-sampler-unweighted",
+      [("data/per_image.py", "w_pos = positive_ratio * n / n_pos if n_pos else 0.0", "w_pos = 1.0 if n_pos else 0.0"),
+       ("data/per_image.py", "w_neg = (1 - positive_ratio) * n / (n - n_pos) if n - n_pos else 0.0",
+        "w_neg = 1.0 if n - n_pos else 0.0")],
+      "the per-image sampler draws uniformly instead of at the positive ratio",
+      ["tests/test_per_image.py::test_positive_ratio_within_binomial_bound"]),
 ]
 
 

@@ -59,4 +59,6 @@ def test_table2_shows_references_without_gpu_hours(paper, tmp_path):
     base, dpo = long.loc[("base", "reference")], long.loc[("dpo", "reference")]
     assert pd.isna(base["gpu_hours"]) and base["paper"] == pytest.approx(26.647)
     assert dpo["gpu_hours"] == pytest.approx(0.25 * 8) and dpo["paper_gpu_hours"] == pytest.approx(204.8)
+    kto = long.loc[("kto", "reference")]  # Diffusion-KTO's training GPU-hours (no Table 2 row in the paper)
+    assert kto["gpu_hours"] == pytest.approx(0.25 * 8) and pd.isna(kto["paper_gpu_hours"])
     assert long.loc[("inv-cfg-1", "inversion_cfg"), "paper_gpu_hours"] == pytest.approx(62.4)

@@ -68,14 +68,19 @@ def test_kto_gradient_treats_kl_as_constant():
 
 @pytest.mark.slow
 def test_kto_two_processes_all_reduce_kl(trainer_world, tmp_path):
-    """Each of two processes holds one pair (two images): the KL must be the mean over all four
-    images (all-reduced, then clamped), as in one process holding both pairs."""
-    from train_utils import LINEAR_OPT, make_run_cfg, max_unet_diff, unet_state
+    """Each of two processes holds one image of the per-image set: the KL must be the mean over both
+    images (all-reduced, then clamped), as in one process holding both."""
+    from train_utils import LINEAR_OPT, RESOLUTION, make_run_cfg, max_unet_diff, unet_state
 
+    from inpo.data.per_image import build_image_index
+
+    build_image_index(trainer_world / "pairs.parquet", trainer_world / "manifest.json", tmp_path / "img.parquet",
+                      tmp_path / "img.json")
+    data = {"kind": "images", "index": str(tmp_path / "img.parquet"), "resolution": RESOLUTION, "positive_ratio": 0.5}
     method = {"name": "kto", "beta": 200.0, "caption_dropout": 0.0}
-    cfg1 = make_run_cfg(trainer_world, "k1", tmp_path, method=method, micro_batch_size=2, grad_accum=1,
+    cfg1 = make_run_cfg(trainer_world, "k1", tmp_path, method=method, data=data, micro_batch_size=2, grad_accum=1,
                         max_updates=4, optim=LINEAR_OPT)
-    cfg2 = make_run_cfg(trainer_world, "k2", tmp_path, method=method, micro_batch_size=1, grad_accum=1,
+    cfg2 = make_run_cfg(trainer_world, "k2", tmp_path, method=method, data=data, micro_batch_size=1, grad_accum=1,
                         max_updates=4, optim=LINEAR_OPT)
     p = tmp_path / "k2.yaml"
     p.write_text(yaml.safe_dump(cfg2.to_dict()))

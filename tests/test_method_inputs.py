@@ -44,10 +44,29 @@ def test_sft_target_is_the_winner_noise():
     assert abs(inp.target.mean().item()) < 0.2 and 0.8 < inp.target.std().item() < 1.2  # N(0, 1) noise
 
 
-def test_kto_each_image_its_own_t_and_noise_and_label():
+def test_kto_per_image_its_own_t_noise_and_given_label():
+    """Diffusion-KTO on per-image data: one row per image, its label as given, its own ``t`` and noise."""
+    torch.manual_seed(2)
+    x0 = torch.randn(4, *SHAPE)
+    cfg = MethodConfig(name="kto", t_min=0, t_max=999)
+    cond = Cond(torch.arange(4 * 2 * 3, dtype=torch.float32).view(4, 2, 3))
+    labels = torch.tensor([True, False, False, True])
+    inp = get_method("kto").build(cfg, x0, None, cond, PairGenerators.for_indices(7, 1, [4, 5, 6, 7]), acp(),
+                                  desirable=labels)
+    assert inp.desirable.tolist() == [True, False, False, True] and inp.x_t.shape == (4, *SHAPE)
+    torch.testing.assert_close(inp.x_t.double(), forward_by_hand(x0, inp.target, inp.t, acp()), rtol=0, atol=1e-5)
+    assert len(set(inp.t.tolist())) == 4 and torch.equal(inp.cond.hidden, cond.hidden)
+    assert all(not torch.allclose(inp.target[i], inp.target[j]) for i in range(4) for j in range(i))
+    again = get_method("kto").build(cfg, 2 * x0, None, cond, PairGenerators.for_indices(7, 1, [4, 5, 6, 7]), acp(),
+                                    desirable=~labels)
+    assert torch.equal(again.target, inp.target) and torch.equal(again.t, inp.t)  # draws: not from image or label
+    assert again.desirable.tolist() == [False, True, True, False]
+
+
+def test_kto_pairs_each_image_its_own_t_and_noise_and_label():
     torch.manual_seed(1)
     lw, ll = torch.randn(3, *SHAPE), torch.randn(3, *SHAPE)
-    inp, cond = _inputs("kto", lw, ll, t_min=0, t_max=999)
+    inp, cond = _inputs("kto_pairs", lw, ll, t_min=0, t_max=999)
     assert inp.desirable.tolist() == [True] * 3 + [False] * 3  # winners desirable, losers not
     x0 = torch.cat([lw, ll])
     torch.testing.assert_close(inp.x_t.double(), forward_by_hand(x0, inp.target, inp.t, acp()), rtol=0, atol=1e-5)
@@ -56,7 +75,7 @@ def test_kto_each_image_its_own_t_and_noise_and_label():
     n_w, n_l = inp.target.chunk(2)
     assert all(not torch.allclose(n_w[i], n_l[i]) for i in range(3))
     assert torch.equal(inp.cond.hidden, torch.cat([cond.hidden, cond.hidden]))
-    again, _ = _inputs("kto", ll, lw, t_min=0, t_max=999)
+    again, _ = _inputs("kto_pairs", ll, lw, t_min=0, t_max=999)
     assert torch.equal(again.target, inp.target) and torch.equal(again.t, inp.t)
 
 

@@ -93,7 +93,8 @@ def test_builtin_methods_and_their_needs():
     inpo.inversion.guidance_scale = 5.0
     assert get_method("inpo").needs(inpo).uncond
     assert get_method("dpo").needs(MethodConfig(name="dpo")) == Needs()
-    assert get_method("kto").needs(MethodConfig(name="kto")) == Needs()
+    assert get_method("kto").needs(MethodConfig(name="kto")) == Needs(loser=False, labels=True)  # per image
+    assert get_method("kto_pairs").needs(MethodConfig(name="kto_pairs")) == Needs()
     assert get_method("sft").needs(MethodConfig(name="sft")) == Needs(reference=False, loser=False)
 
 

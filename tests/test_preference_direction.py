@@ -81,7 +81,7 @@ def judge(trainer_world):
 
 
 @pytest.mark.parametrize("method,beta,kind", [("dpo", 500.0, "noise"), ("inpo", 500.0, "inversion"),
-                                              ("kto", 500.0, "noise")])
+                                              ("kto_pairs", 500.0, "noise")])
 def test_one_update_prefers_the_winner(trainer_world, judge, tmp_path, method, beta, kind):
     method_cfg = {"name": method, "beta": beta, "t_min": T, "t_max": T, "caption_dropout": 0.0,
                   "inversion": {"eta": 0.0}}

@@ -71,7 +71,7 @@ SD15_RUNS = {"sft", "inpo", "dpo", "kto", "beta-1000", "beta-5000", "beta-10000"
              "inv-steps-30", "inv-cfg-1", "inv-cfg-5", "inv-cfg-7.5", "t-last-900", "t-last-800", "t-last-700",
              "t-last-600", "t-last-500", "init-base", "inpo-pickscore"}
 SDXL_RUNS = {"sft", "inpo", "dpo"}
-PAPER_JOBS = 1080  # `snakemake --profile slurm -n all`: the count is checked rule by rule below
+PAPER_JOBS = 1081  # `snakemake --profile slurm -n all`: the count is checked rule by rule below (1080 + per_image)
 
 
 def test_paper_dag_dry_run_through_the_slurm_profile(tmp_path):
@@ -94,6 +94,7 @@ def test_paper_dag_dry_run_through_the_slurm_profile(tmp_path):
             assert count[f"{fam}_{rule}"] == 1
         assert f"results/paper/{fam}/notebooks/table1_winrates.html" in r.stdout
     assert count["sd15_ablation_runs"] == 1 and "sdxl_ablation_runs" not in count  # Table 2: SD1.5 only
+    assert count["sd15_per_image"] == 1 and "sdxl_per_image" not in count  # Diffusion-KTO's data: SD1.5 only
     assert ("sd15_ai_feedback", {"feedback": "pickscore"}) in jobs  # paper 5.3
     assert not any("toy" in rule for rule in count.index)
     # paper 5.5 (SDXL): 3 models x 3 tasks, the conditions, the toy-drawn sources, the grids notebook

@@ -49,7 +49,9 @@ class MethodConfig:
 
 @dataclass
 class OptimConfig:
-    optimizer: Literal["adamw", "adafactor"] = "adamw"
+    optimizer: Literal["adamw", "adamw8bit", "adafactor"] = "adamw"
+    """``adamw8bit``: bitsandbytes' 8-bit AdamW on GPU (Diffusion-KTO's ``--use_8bit_adam``), plain
+    AdamW with a logged warning on CPU (:func:`inpo.trainer.make_optimizer`)."""
     learning_rate: float = 1e-8
     scale_lr: bool = True
     """Multiply ``learning_rate`` by the pairs per update (paper: 1e-8 x 1024 = 1.024e-5)."""
@@ -78,10 +80,14 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    kind: Literal["pairs", "toy_images"] = "pairs"
-    """``pairs``: a filtered Pick-a-Pic index; ``toy_images``: procedural toy images (pretraining)."""
+    kind: Literal["pairs", "images", "toy_images"] = "pairs"
+    """``pairs``: a filtered Pick-a-Pic index; ``images``: a per-image labelled index derived from it
+    (:mod:`inpo.data.per_image`, Diffusion-KTO); ``toy_images``: procedural toy images (pretraining)."""
     index: str = ""
-    """Path of the filtered pair index (``pairs``)."""
+    """Path of the filtered pair index (``pairs``) or of the per-image index (``images``)."""
+    positive_ratio: float = 0.5
+    """``images``: probability that a draw is a desirable image (weighted sampling with replacement;
+    Diffusion-KTO's ``--positive_ratio``, default 0.5, its launcher 0.8)."""
     resolution: int = 512
     random_flip: bool = True
     toy_images: int = 0
@@ -183,8 +189,14 @@ def validate(cfg: TrainConfig) -> None:
     method.validate(m)
     if cfg.micro_batch_size < 1 or cfg.grad_accum < 1 or cfg.max_updates < 0:
         raise ValueError("micro_batch_size and grad_accum must be >= 1, max_updates >= 0")
-    if cfg.data.kind == "pairs" and not cfg.data.index:
-        raise ValueError("data.index: the filtered pair index is required for data.kind = pairs")
+    if cfg.data.kind in ("pairs", "images") and not cfg.data.index:
+        raise ValueError(f"data.index: the index is required for data.kind = {cfg.data.kind}")
+    if method.needs(m).labels != (cfg.data.kind == "images"):
+        raise ValueError(f"data.kind = {cfg.data.kind}: method {m.name!r} "
+                         + ("needs per-image labels (use data.kind = images)" if method.needs(m).labels
+                            else "does not train on per-image labelled data (data.kind = images)"))
+    if not 0 <= cfg.data.positive_ratio <= 1:
+        raise ValueError(f"data.positive_ratio must be in [0, 1], got {cfg.data.positive_ratio}")
     if cfg.data.kind == "toy_images" and method.needs(m).loser:
         raise ValueError(f"data.kind = toy_images has no loser images; method {m.name!r} needs pairs "
                          "(use a winners-only method such as sft)")

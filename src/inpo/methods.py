@@ -84,6 +84,9 @@ class Needs:
     """The conditioning of the empty caption (``uncond``), e.g. for classifier-free guidance."""
     inversion: bool = False
     """A UNet to invert with (``inversion_unet``): the policy or the reference, per ``inversion.model``."""
+    labels: bool = False
+    """Per-image labels (``desirable``, one bool per image): the data is a per-image labelled set
+    (``data.kind: images``, :mod:`inpo.data.per_image`), each item one image, not a pair."""
 
 
 @dataclass
@@ -123,11 +126,13 @@ class Method:
         *,
         inversion_unet=None,
         uncond: Cond | None = None,
+        desirable: torch.Tensor | None = None,
     ) -> Inputs:
-        """``(x_t, t, target)`` for one micro-batch of ``B`` pairs, under ``no_grad``.
+        """``(x_t, t, target)`` for one micro-batch of ``B`` pairs (or images), under ``no_grad``.
 
         Rows are the winners (then the losers when :attr:`Needs.loser`); ``latents_l``,
-        ``inversion_unet`` and ``uncond`` are given exactly when :meth:`needs` asks for them.
+        ``inversion_unet``, ``uncond`` and ``desirable`` (per-image labels) are given exactly when
+        :meth:`needs` asks for them.
         """
         raise NotImplementedError
 
@@ -238,10 +243,38 @@ class InPO(DPO):
 
 @register
 class KTO(Method):
-    """Diffusion-KTO on pairs: the winner desirable, the loser undesirable, each image its own
+    """Diffusion-KTO as its repository runs it (``train_kto_sd_v1.5.py``): per-image data, each item
+    one image with its own label (desirable / undesirable, :mod:`inpo.data.per_image`), its own
     ``t`` and noise; the KL estimate is all-reduced across processes before clamping."""
 
     name = "kto"
+
+    def needs(self, cfg):
+        return Needs(loser=False, labels=True)
+
+    def build(self, cfg, latents_w, latents_l, cond, gens, alphas_cumprod, *, inversion_unet=None, uncond=None,
+              desirable=None):
+        t = draw_timesteps(gens.pair, cfg.t_min, cfg.t_max).to(latents_w.device)
+        noise = _randn_each(gens.w, latents_w.shape[1:], latents_w.device, latents_w.dtype)
+        return Inputs(add_noise(latents_w, noise, t, alphas_cumprod), t, noise, cond, desirable.bool())
+
+    def loss(self, cfg, model_err, ref_err, inputs, *, all_reduce_mean=None):
+        if all_reduce_mean is None:
+            kl = kto_kl(model_err, ref_err)
+        else:
+            kl = all_reduce_mean((ref_err - model_err).mean().detach()).clamp(min=0)
+        return kto_loss(model_err, ref_err, inputs.desirable, cfg.beta, kl=kl)
+
+
+@register
+class KTOPairs(KTO):
+    """Diffusion-KTO on pairs (this project's earlier baseline, not the reference's recipe): the winner
+    desirable, the loser undesirable (50:50), each image its own ``t`` and noise."""
+
+    name = "kto_pairs"
+
+    def needs(self, cfg):
+        return Needs()
 
     def build(self, cfg, latents_w, latents_l, cond, gens, alphas_cumprod, *, inversion_unet=None, uncond=None):
         device = latents_w.device
@@ -252,11 +285,3 @@ class KTO(Method):
         noise2 = torch.cat([_randn_each(gens.w, shape, device, x0.dtype), _randn_each(gens.l, shape, device, x0.dtype)])
         desirable = torch.tensor([True] * len(latents_w) + [False] * len(latents_l), device=device)
         return Inputs(add_noise(x0, noise2, t2, alphas_cumprod), t2, noise2, cond2, desirable)
-
-    def loss(self, cfg, model_err, ref_err, inputs, *, all_reduce_mean=None):
-        if all_reduce_mean is None:
-            kl = kto_kl(model_err, ref_err)
-        else:
-            kl = all_reduce_mean((ref_err - model_err).mean().detach()).clamp(min=0)
-        return kto_loss(model_err, ref_err, inputs.desirable, cfg.beta, kl=kl)
-

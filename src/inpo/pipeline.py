@@ -212,8 +212,11 @@ def run_train_config(config: dict, run: str, runs: dict[str, Any]) -> dict[str, 
     if config["model"].get("vae") and spec["init"] == "base":
         d["model"].setdefault("vae", config["model"]["vae"])
     d.setdefault("data", {})
-    if d["data"].get("kind", "pairs") == "pairs":
+    kind = d["data"].get("kind", "pairs")
+    if kind == "pairs":
         d["data"]["index"] = pairs_index(config, spec.get("feedback"))
+    elif kind == "images":
+        d["data"]["index"] = images_index(config, spec.get("feedback"))
     else:
         d["data"]["toy_world"] = dict(config.get("toy", {}).get("world", {}))
     d.setdefault("seed", config.get("seed", 0))
@@ -226,6 +229,16 @@ def pairs_index(config: dict, feedback: str | None = None) -> str:
     when the run (or ``data.train_on_feedback`` for every run) names one."""
     fb = feedback or config["data"].get("train_on_feedback")
     return results_path(config, f"data/pairs_{fb}.parquet" if fb else "data/pairs.parquet")
+
+
+def images_index(config: dict, feedback: str | None = None) -> str:
+    """The per-image labelled index (Diffusion-KTO, rule ``per_image``) derived from the human-labelled
+    pairs: it needs the pairs' image uids, which an AI-feedback index (paper 5.3) does not carry."""
+    fb = feedback or config["data"].get("train_on_feedback")
+    if fb:
+        raise ValueError(f"data.kind = images (per-image labels) with feedback {fb!r}: the per-image data set is "
+                         "derived from the human-labelled pairs only")
+    return results_path(config, "data/per_image/pairs.parquet")
 
 
 def write_yaml(obj: Any, path: str | Path) -> None:

@@ -77,6 +77,10 @@ def micro_batch_positions(update: int, micro: int, rank: int, cfg: TrainConfig, 
 
 def build_dataset(cfg: TrainConfig):
     d = cfg.data
+    if d.kind == "images":
+        from .data.per_image import LabelledImages
+
+        return LabelledImages(d.index, d.resolution, random_flip=d.random_flip, seed=cfg.seed)
     if d.kind == "pairs":
         from .data.pickapic import PreferencePairs
 
@@ -87,6 +91,16 @@ def build_dataset(cfg: TrainConfig):
     from .data.toy import ToyImageDataset, ToyWorld
 
     return ToyImageDataset(ToyWorld(**d.toy_world), d.toy_images, seed=cfg.seed)
+
+
+def build_stream(cfg: TrainConfig, dataset):
+    """The global sample order: a seeded permutation per epoch (:class:`PairStream`), or for a
+    per-image labelled set the weighted draws of :class:`inpo.data.per_image.WeightedImageStream`."""
+    if cfg.data.kind == "images":
+        from .data.per_image import WeightedImageStream
+
+        return WeightedImageStream(dataset.desirable, cfg.data.positive_ratio, cfg.seed)
+    return PairStream(len(dataset), cfg.seed)
 
 
 class StreamItems:
@@ -110,7 +124,7 @@ class MicroBatches:
     training order, from update ``start`` to ``cfg.max_updates`` (the global :class:`PairStream`
     order cut by :func:`micro_batch_positions`)."""
 
-    def __init__(self, stream: PairStream, cfg: TrainConfig, n_proc: int, rank: int, start: int = 0):
+    def __init__(self, stream, cfg: TrainConfig, n_proc: int, rank: int, start: int = 0):
         self.stream, self.cfg, self.n_proc, self.rank, self.start = stream, cfg, n_proc, rank, start
 
     def __len__(self) -> int:
@@ -132,10 +146,12 @@ def assemble_batch(rows: list[dict]) -> dict:
     }
     if "pixel_l" in rows[0]:
         batch["pixel_l"] = torch.stack([r["pixel_l"] for r in rows])
+    if "desirable" in rows[0]:
+        batch["desirable"] = torch.tensor([bool(r["desirable"]) for r in rows])
     return batch
 
 
-def micro_batch_loader(dataset, stream: PairStream, cfg: TrainConfig, n_proc: int, rank: int, start: int = 0,
+def micro_batch_loader(dataset, stream, cfg: TrainConfig, n_proc: int, rank: int, start: int = 0,
                        *, pin_memory: bool = False) -> torch.utils.data.DataLoader:
     """The micro-batches of process ``rank`` from update ``start`` on, loaded by
     ``cfg.data.num_workers`` worker processes (0: in this process) that prefetch ahead of the step.
@@ -210,9 +226,14 @@ def micro_step(cfg: TrainConfig, models: Models, policy, batch: dict, device, al
     inv_unet = None
     if needs.inversion:
         inv_unet = models.reference if mcfg.inversion.model == "reference" else _unwrap(policy)
+    labels = {}
+    if needs.labels:
+        if "desirable" not in batch:
+            raise ValueError(f"method {mcfg.name!r} needs per-image labels (data.kind: images); the batch has none")
+        labels["desirable"] = batch["desirable"].to(device)
     with torch.no_grad():
         inputs = method.build(mcfg, latents_w, latents_l, cond, gens, models.alphas_cumprod,
-                              inversion_unet=inv_unet, uncond=uncond)
+                              inversion_unet=inv_unet, uncond=uncond, **labels)
     pred = policy(inputs.x_t, inputs.t, **inputs.cond.kwargs()).sample
     model_err = per_image_error(pred, inputs.target)
     ref_err = None
@@ -230,11 +251,33 @@ def _unwrap(model):
 # --------------------------------------------------------------------------- optimizer, schedule
 
 
-def make_optimizer(cfg: TrainConfig, params, lr: float):
+def make_optimizer(cfg: TrainConfig, params, lr: float, device: torch.device | str = "cpu"):
+    """AdamW, 8-bit AdamW (bitsandbytes) or Adafactor per ``cfg.optim.optimizer``.
+
+    ``adamw8bit`` is ``bitsandbytes.optim.AdamW8bit`` when ``device`` (where training runs) is a GPU (an
+    ImportError naming the package when it is missing, as the reference's ``--use_8bit_adam``);
+    on CPU, where bitsandbytes' 8-bit states are not available, it is plain AdamW with a logged
+    warning, so CPU runs (toy, tiny-real, tests) keep the recipe's other settings."""
     o = cfg.optim
+    params = list(params)
+    kw = dict(lr=lr, betas=(o.adam_beta1, o.adam_beta2), eps=o.adam_eps, weight_decay=o.weight_decay)
+    if o.optimizer == "adamw8bit":
+        device = torch.device(device)
+        if device.type == "cuda":
+            try:
+                import bitsandbytes as bnb
+            except ImportError as e:
+                raise ImportError("optim.optimizer = adamw8bit needs the bitsandbytes package on GPU "
+                                  "(pip install bitsandbytes)") from e
+            return bnb.optim.AdamW8bit(params, **kw)
+        import logging
+
+        logging.getLogger("inpo.trainer").warning(
+            "optim.optimizer = adamw8bit: 8-bit AdamW (bitsandbytes) runs on GPU only; plain AdamW on %s",
+            device.type)
+        return torch.optim.AdamW(params, **kw)
     if o.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=lr, betas=(o.adam_beta1, o.adam_beta2),
-                                 eps=o.adam_eps, weight_decay=o.weight_decay)
+        return torch.optim.AdamW(params, **kw)
     from transformers.optimization import Adafactor
 
     return Adafactor(params, lr=lr, scale_parameter=False, relative_step=False,
@@ -352,9 +395,9 @@ def train(cfg: TrainConfig, *, stop_after: int | None = None) -> dict:
 
     models = Models(cfg, device, weight_dtype)
     dataset = build_dataset(cfg)
-    stream = PairStream(len(dataset), cfg.seed)
+    stream = build_stream(cfg, dataset)
     base_lr = cfg.optim.learning_rate * (cfg.pairs_per_update(n_proc) if cfg.optim.scale_lr else 1)
-    optimizer = make_optimizer(cfg, [p for p in models.policy.parameters() if p.requires_grad], base_lr)
+    optimizer = make_optimizer(cfg, [p for p in models.policy.parameters() if p.requires_grad], base_lr, device)
     policy, optimizer = accelerator.prepare(models.policy, optimizer)
 
     start, pairs_seen, wall = 0, 0, 0.0

@@ -68,7 +68,7 @@ def model_vae(model):
 def run_inputs(wildcards):
     cfg = TRAIN_CONFIGS[wildcards.run]
     out = {"config": results(f"configs/{wildcards.run}.yaml"), "init": model_marker(RUNS[wildcards.run]["init"])}
-    if cfg["data"].get("kind", "pairs") == "pairs":
+    if cfg["data"].get("kind", "pairs") in ("pairs", "images"):  # images: per-image index (rule per_image)
         out["pairs"] = cfg["data"]["index"]
         out["images"] = results("data/pairs_images")  # the pack the index points into (filter_pairs)
     return out

@@ -27,6 +27,25 @@ rule filter_pairs:
         "{params.check_images} --images-dir {output.images:q} --num-proc {threads} > {log:q} 2>&1"
 
 
+rule per_image:
+    """Diffusion-KTO's per-image data set: the images of the pairs grouped by uid (won only, lost only,
+    both), labelled by `data.per_image_policy`; manifest of the group counts (inpo.data.per_image)."""
+    input:
+        index=results("data/pairs.parquet"),
+        manifest=results("data/pairs_manifest.json"),  # the source shards (uids, ties) of the filter
+    output:
+        index=results("data/per_image/pairs.parquet"),
+        manifest=results("data/per_image/pairs.json"),
+    params:
+        policy=config["data"].get("per_image_policy", "gt_label_wi_l"),
+    conda:
+        "../../envs/inpo.yaml"
+    log:
+        results("logs/per_image.log"),
+    script:
+        "../scripts/per_image.py"
+
+
 rule ai_feedback:
     """Relabel the pairs with an evaluator (paper 5.3)."""
     input:
