@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE ?= 1
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[workflow,dev]"
+	$(BIN)/pip install -q -e ".[workflow,gpu,dev]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	mkdir -p $(HOME)/.config/snakemake && ln -sfn "$(CURDIR)/profiles/slurm" $(HOME)/.config/snakemake/slurm
 	touch $@
