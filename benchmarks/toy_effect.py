@@ -1,27 +1,31 @@
-"""End-to-end check of the toy InPO effect (CPU): base samples -> pairs -> InPO / DPO / control.
+"""The toy effect along updates (CPU): InPO / Diffusion-DPO / a shuffled-label InPO control from one base.
 
-1. Preference data from the BASE model's own samples (:func:`inpo.data.toy.make_preference_shards`:
-   two seeds per prompt, labelled by the hidden reward, near-ties -> 0.5), filtered with
-   :func:`inpo.data.pickapic.filter_pairs` (ties and undecodable rows dropped).
-2. The same base, the same pairs and the same number of updates for each arm, with the SHARED
-   trainer: ``inpo`` and ``dpo`` (beta, lr without scaling, AdamW, P pairs per update via
-   micro_batch_size P / grad_accum 1), and ``shuffled`` = InPO on the same pairs with the
-   winner label flipped at random (a control: it must not beat the base).
-3. Evaluation at ``--eval-at`` checkpoints on ``--n-eval`` held-out prompts with shared initial
-   noise (``inpo.generate.generate_images(..., seed_base=...)``), scored with
-   ``inpo.evaluators.build("toy_reward")``: win-rate vs base (ties count 1/2) with a 95% Wilson
-   interval, mean reward, gain in base-sd units, InPO vs DPO head-to-head, curves over updates
-   and training CPU seconds.
+A thin caller of the functions the workflow's rules call, with the workflow config's recipe:
 
-    HF_HUB_OFFLINE=1 python benchmarks/toy_effect.py --base /tmp/toy_cal/pipeline --out /tmp/toy_effect
+1. pairs: :func:`inpo.data.toy.make_preference_shards` with ``toy.pairs`` (rule ``toy_pairs``) and
+   :func:`inpo.data.pickapic.filter_pairs` (rule ``filter_pairs``); the ``shuffled`` arm trains on
+   the same pairs with the winner flipped at random (a control: it must not beat the base);
+2. training: each arm's TrainConfig is :func:`inpo.pipeline.run_train_config` of the config's run
+   (``inpo`` / ``dpo``; ``--set key=value`` changes a dotted key of every arm), trained with
+   :func:`inpo.trainer.train` (rule ``train``) along ``--eval-at`` (the arm's state folder persists:
+   each point resumes from the previous one);
+3. evaluation: :func:`inpo.generate.generate_images` on the config's first prompt set with the
+   config's sampler and shared noise (:func:`inpo.pipeline.generation_seed_base`),
+   :func:`inpo.pipeline.score_images` with the first of ``report.effect_evaluators`` (rule
+   ``score``), then :func:`inpo.tables.win_rate` (Wilson 95% interval) and
+   :func:`inpo.tables.reward_effect_stats` (mean gain in the baseline's sd), as Table 1 and the
+   toy-effect table do.
+
+    HF_HUB_OFFLINE=1 python benchmarks/toy_effect.py --base results/models/base --out /tmp/toy_effect
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
-import math
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -29,155 +33,115 @@ import numpy as np
 import pandas as pd
 import torch
 
-from inpo.data.toy import ToyWorld, eval_prompts, make_preference_shards
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from inpo import pipeline as P  # noqa: E402
+from inpo.data.toy import ToyWorld, make_preference_shards  # noqa: E402
+from inpo.tables import reward_effect_stats, win_rate  # noqa: E402
 
 
-def wilson(k: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    if n == 0:
-        return (float("nan"), float("nan"))
-    p = k / n
-    den = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / den
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return (c - h, c + h)
+def arm_config(config: dict, arm: str, base: str, index: Path, out: Path, updates: int, sets: dict) -> dict:
+    """The TrainConfig dict of ``arm`` (``shuffled``: the ``inpo`` run on ``index``) as the workflow
+    builds it, started from ``base``, with outputs under ``out`` and ``updates`` updates."""
+    runs = P.all_runs(config, None)
+    d = P.run_train_config(config, "inpo" if arm == "shuffled" else arm, runs)
+    d["model"]["pretrained"] = base
+    d["data"]["index"] = str(index)
+    for key, value in sets.items():
+        P.set_dotted(d, key, value)
+    d.update(output_dir=str(out / f"{arm}_pipeline"), state_dir=str(out / f"{arm}_state"),
+             log_csv=str(out / f"{arm}_log.csv"), tensorboard_dir=None, max_updates=updates,
+             checkpoint_every=updates, checkpoints_total_limit=1, progress=False)
+    return d
 
 
-def win_stats(a: np.ndarray, b: np.ndarray, sd: float) -> dict:
-    """a vs b, paired per prompt: win-rate (ties 1/2), Wilson 95% CI, mean gain in sd units."""
-    wins = float((a > b).sum() + 0.5 * (a == b).sum())
-    lo, hi = wilson(wins, len(a))
-    return {"win_rate": wins / len(a), "ci95": [lo, hi], "gain_sd": float((a - b).mean() / sd)}
-
-
-def train_arm(name, method, index, base, out, *, updates, ppu, lr, beta, seed, res, t_min=0, t_max=999,
-              method_extra=None):
-    """Train arm ``name`` to ``updates`` updates. The arm's state folder persists, so a later call
-    with more updates resumes from the last checkpoint (bit-identical to one uninterrupted run:
-    the LR is constant after warm-up) and a curve costs one run, not one run per point."""
-    from inpo.config import train_config_from_dict
-    from inpo.trainer import train
-
-    cfg = {
-        "output_dir": str(out / f"{name}_pipeline"),
-        "state_dir": str(out / f"{name}_state"),
-        "method": {"name": method, "beta": beta, "t_min": t_min, "t_max": t_max, **(method_extra or {})},
-        "model": {"pretrained": str(base)},
-        "data": {"kind": "pairs", "index": str(index), "resolution": res, "random_flip": True},
-        "optim": {"learning_rate": lr, "scale_lr": False, "warmup_updates": 0, "weight_decay": 0.0},
-        "micro_batch_size": ppu,
-        "grad_accum": 1,
-        "max_updates": updates,
-        "checkpoint_every": updates,
-        "checkpoints_total_limit": 1,
-        "log_csv": str(out / f"{name}_log.csv"),
-        "progress": False,
-        "seed": seed,
-    }
-    return train(train_config_from_dict(cfg)), out / f"{name}_pipeline"
+def effect_rows(scores: pd.DataFrame, model: str, baseline: str, evaluator: str, prompt_set: str) -> dict:
+    w = win_rate(scores, model, baseline, evaluator, prompt_set)
+    e = reward_effect_stats(scores, model, baseline, evaluator, prompt_set)
+    return {"model": model, "baseline": baseline, "win_rate": w["win_rate"], "ci_low": w["ci_low"],
+            "ci_high": w["ci_high"], "n": w["n"], "effect_sd": e["effect_sd"], "mean_gain": e["mean_gain"]}
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--base", required=True, help="pretrained toy pipeline folder (toy_calibrate's output)")
-    ap.add_argument("--config", default="config/config.yaml", help="the workflow config whose toy.world the base was pretrained on")
-    ap.add_argument("--world", default=None, help="JSON ToyWorld options (default: toy.world of --config)")
+    ap.add_argument("--base", required=True, help="the toy base pipeline folder (results/models/base)")
+    ap.add_argument("--config", nargs="+", default=["config/config.yaml"],
+                    help="the workflow config the base was made with (later files: merge patches, e.g. config/smoke.yaml)")
+    ap.add_argument("--seed", type=int, help="the experiment seed (default: the config's)")
     ap.add_argument("--out", default="/tmp/toy_effect")
-    ap.add_argument("--n-prompts", type=int, default=512, help="pair prompts")
-    ap.add_argument("--images-per-prompt", type=int, default=2, help="samples per pair prompt; every two make a pair")
-    ap.add_argument("--pair-steps", type=int, default=20)
-    ap.add_argument("--pair-cfg", type=float, default=5.0)
-    ap.add_argument("--scheduler", default="euler", help="sampler of the pairs and of the evaluation")
-    ap.add_argument("--reuse-pairs", action="store_true", help="keep OUT/pairs.parquet if present")
-    ap.add_argument("--t-min", type=int, default=0)
-    ap.add_argument("--t-max", type=int, default=999)
-    ap.add_argument("--method", default="{}", help='JSON MethodConfig options, e.g. {"inversion": {"model": "reference"}}')
-    ap.add_argument("--tie-fraction", type=float, default=0.12)
-    ap.add_argument("--eval-at", default="10,25,50", help="updates at which each arm is evaluated")
-    ap.add_argument("--pairs-per-update", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=3e-5)
-    ap.add_argument("--beta", type=float, default=2000.0)
     ap.add_argument("--arms", default="inpo,dpo,shuffled")
-    ap.add_argument("--n-eval", type=int, default=400)
-    ap.add_argument("--eval-steps", type=int, default=20)
-    ap.add_argument("--eval-cfg", type=float, default=5.0)
-    ap.add_argument("--seed-base", type=int, default=100000)
+    ap.add_argument("--eval-at", default="10,30", help="updates at which each arm is evaluated")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="dotted TrainConfig key of every arm, e.g. optim.learning_rate=1e-4 (repeatable)")
+    ap.add_argument("--reuse-pairs", action="store_true", help="keep OUT/pairs.parquet if present")
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
+    from inpo.config import train_config_from_dict
     from inpo.data.pickapic import filter_pairs
     from inpo.evaluators import build
     from inpo.generate import generate_images
+    from inpo.trainer import train
 
-    if a.world is None:
-        import yaml
-
-        world = ToyWorld.from_dict(yaml.safe_load(Path(a.config).read_text())["toy"].get("world"))
-    else:
-        world = ToyWorld.from_dict(json.loads(a.world))
+    config = P.load_overlays(a.config, where="--config")
+    if a.seed is not None:
+        config["seed"] = a.seed
+    sets = P.parse_overrides(";".join(a.set), where="--set")
+    world = ToyWorld.from_dict(config["toy"].get("world"))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    res: dict = {"args": vars(a), "times": {}}
+    res: dict = {"args": vars(a), "seed": config.get("seed", 0), "times": {}}
     t0 = time.time()
-    if a.reuse_pairs and (out / "pairs.parquet").is_file():
-        man = json.loads((out / "shards" / "manifest.json").read_text())
-        fm = json.loads((out / "pairs.json").read_text())
-    else:
-        man = make_preference_shards(a.base, world, out / "shards", n_prompts=a.n_prompts, steps=a.pair_steps,
-                                     images_per_prompt=a.images_per_prompt,
-                                     guidance_scale=a.pair_cfg, tie_fraction=a.tie_fraction, n_corrupt=0, seed=0,
-                                     scheduler=a.scheduler)
-        fm = filter_pairs(out / "shards", out / "pairs.parquet", out / "pairs.json", check_images=True)
-    res["times"]["pairs_s"] = time.time() - t0
-    res["pairs"] = {"rows": man["n_rows"], "kept": fm["pairs_kept"], "dropped": fm["dropped"],
-                    "base_pair_reward": man["mean_reward"], "sample_s": round(man["sample_s"], 1)}
+    if not (a.reuse_pairs and (out / "pairs.parquet").is_file()):
+        make_preference_shards(a.base, world, out / "shards", seed=config.get("seed", 0), **config["toy"]["pairs"])
+        filter_pairs(out / "shards", out / "pairs.parquet", out / "pairs.json",
+                     check_images=bool(config["data"].get("check_images", False)))
     idx = pd.read_parquet(out / "pairs.parquet")
     sh = idx.copy()
-    sh["winner"] = np.random.default_rng(1).integers(0, 2, len(sh)).astype(sh["winner"].dtype)
+    sh["winner"] = np.random.default_rng([config.get("seed", 0), 1]).integers(0, 2, len(sh)).astype(sh["winner"].dtype)
     sh.to_parquet(out / "pairs_shuffled.parquet", index=False)
-    print(json.dumps({"pairs": res["pairs"], "pairs_s": round(res["times"]["pairs_s"], 1)}), flush=True)
+    res["times"]["pairs_s"] = time.time() - t0
+    res["pairs"] = len(idx)
 
-    prompts = pd.DataFrame({"index": range(a.n_eval), "prompt": eval_prompts(world, n=a.n_eval, seed=1)})
-    scorer = build("toy_reward", world=world.to_dict())
+    prompt_set = next(iter(config["evaluation"]["prompt_sets"]))
+    prompts = P.load_prompts(config, prompt_set)
+    evaluator = config["report"].get("effect_evaluators", config["evaluation"]["evaluators"])[0]
+    scorer = build(evaluator, **dict(config["evaluation"].get("evaluator_options", {}).get(evaluator) or {}))
+    g = config["evaluation"]["generation"]
+    frames = []
 
-    def evaluate(pipe, tag):
+    def evaluate(pipe, model):
         t = time.time()
-        paths = generate_images(str(pipe), prompts, out / "images" / tag, num_inference_steps=a.eval_steps,
-                                guidance_scale=a.eval_cfg, seed_base=a.seed_base, batch_size=100,
-                                scheduler=a.scheduler, progress=False)
-        from PIL import Image
+        images = out / "images" / model
+        shutil.rmtree(images, ignore_errors=True)  # generate_images keeps existing files: never reuse stale ones
+        generate_images(str(pipe), prompts, images, num_inference_steps=g["steps"], guidance_scale=g["guidance_scale"],
+                        seed_base=P.generation_seed_base(config), batch_size=g.get("batch_size", 4),
+                        scheduler=g.get("scheduler"), progress=False)
+        frames.append(P.score_images(scorer, model, prompt_set, prompts, images))
+        res["times"]["eval_s"] = res["times"].get("eval_s", 0.0) + time.time() - t
+        return pd.concat(frames, ignore_index=True)
 
-        imgs = [Image.open(p).convert("RGB") for p in paths]
-        s = scorer.score(imgs, list(prompts["prompt"]))
-        res["times"].setdefault("eval_s", 0.0)
-        res["times"]["eval_s"] += time.time() - t
-        return s
-
-    shutil.rmtree(out / "images", ignore_errors=True)  # generate_images keeps existing files: never reuse stale ones
-    base_s = evaluate(a.base, "base")
-    sd = float(base_s.std()) or 1.0
-    res["base_mean"] = float(base_s.mean())
-    print(json.dumps({"base_mean_reward": res["base_mean"], "base_sd": sd}), flush=True)
-    curves: dict = {}
-    finals: dict = {}
+    scores = evaluate(a.base, "base")
+    res["base_mean"] = float(scores["score"].mean())
+    print(json.dumps({"pairs": len(idx), "base_mean": res["base_mean"]}), flush=True)
+    res["curves"], last = [], {}
     for arm in a.arms.split(","):
         shutil.rmtree(out / f"{arm}_state", ignore_errors=True)  # curves resume from this arm's own run
-        method = "inpo" if arm == "shuffled" else arm
         index = out / ("pairs_shuffled.parquet" if arm == "shuffled" else "pairs.parquet")
-        curves[arm] = []
         for k in [int(x) for x in a.eval_at.split(",")]:
-            summ, pipe = train_arm(arm, method, index, a.base, out, updates=k, ppu=a.pairs_per_update, lr=a.lr,
-                                   beta=a.beta, seed=0, res=world.image_size, t_min=a.t_min, t_max=a.t_max,
-                                   method_extra=json.loads(a.method))
-            s = evaluate(pipe, f"{arm}_{k}")
-            row = {"arm": arm, "updates": k, "train_cpu_s": round(summ.get("wall_s", float("nan")), 1),
-                   "mean_reward": float(s.mean()), **win_stats(s, base_s, sd)}
-            curves[arm].append(row)
-            finals[arm] = s
+            d = arm_config(copy.deepcopy(config), arm, a.base, index, out, k, sets)
+            summ = train(train_config_from_dict(d, where=f"arm {arm}"))
+            scores = evaluate(out / f"{arm}_pipeline", f"{arm}@{k}")
+            row = {"arm": arm, "updates": k, "train_wall_s": round(summ.get("wall_s", float("nan")), 1),
+                   "mean": float(scores.loc[scores["model"] == f"{arm}@{k}", "score"].mean()),
+                   **effect_rows(scores, f"{arm}@{k}", "base", evaluator, prompt_set)}
+            res["curves"].append(row)
+            last[arm] = f"{arm}@{k}"
             print(json.dumps(row), flush=True)
-    if "inpo" in finals and "dpo" in finals:
-        res["inpo_vs_dpo"] = win_stats(finals["inpo"], finals["dpo"], sd)
+    if "inpo" in last and "dpo" in last:
+        res["inpo_vs_dpo"] = effect_rows(scores, last["inpo"], last["dpo"], evaluator, prompt_set)
         print(json.dumps({"inpo_vs_dpo": res["inpo_vs_dpo"]}), flush=True)
-    res["curves"] = curves
+    scores.to_parquet(out / "scores.parquet", index=False)
     res["times"]["total_s"] = time.time() - t0
     (out / "effect.json").write_text(json.dumps(res, indent=2, default=str))
     print(json.dumps(res["times"]), flush=True)

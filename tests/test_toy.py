@@ -235,3 +235,40 @@ def test_toy_evaluators(world):
     # world options pass through kwargs
     small = build("toy_reward", image_size=16)
     assert small.world.image_size == 16
+
+
+def test_base_quality_ratio_by_hand(world):
+    """The base-quality table: the samples' mean score over the training images' (recomputed here)."""
+    import pandas as pd
+
+    from inpo.data.toy import base_quality
+    from inpo.evaluators import build
+
+    scorer = build("toy_reward")
+    scores = pd.DataFrame({"model": "base", "prompt_set": ["toy"] * 3 + ["other"] * 2, "index": [0, 1, 2, 0, 1],
+                           "evaluator": "toy_reward", "score": [0.2, 0.4, 0.6, 0.5, 0.7]})
+    t = base_quality(scores, scorer, world, n_train=24, seed=5).set_index("prompt_set")
+    ds = ToyImageDataset(world, 24, seed=5)
+    train = world.hidden_reward(ds.images(), [ds.caption(i) for i in range(24)])
+    assert list(t.index) == ["toy", "other"] and t.loc["toy", "n_samples"] == 3 and t.loc["toy", "n_train"] == 24
+    assert t.loc["toy", "samples_mean"] == pytest.approx(0.4) and t.loc["toy", "samples_sd"] == pytest.approx(0.2)
+    assert t.loc["toy", "train_mean"] == pytest.approx(train.mean())
+    assert t.loc["toy", "ratio"] == pytest.approx(0.4 / train.mean())
+    assert t.loc["other", "ratio"] == pytest.approx(0.6 / train.mean())
+    # another seed draws other training images
+    assert base_quality(scores, scorer, world, n_train=24, seed=6)["train_mean"][0] != t.loc["toy", "train_mean"]
+    with pytest.raises(ValueError, match="toy_hps"):
+        base_quality(scores.assign(evaluator="toy_hps"), scorer, world, n_train=4, seed=0)
+
+
+def test_seed_moves_generation_noise_and_is_validated():
+    from inpo.config import train_config_from_dict
+    from inpo.pipeline import SEED_STRIDE, generation_seed_base
+
+    cfg = {"seed": 2, "evaluation": {"generation": {"seed_base": 100000}}}
+    assert generation_seed_base(cfg) == 100000 + 2 * SEED_STRIDE == 2_100_000
+    assert generation_seed_base({"evaluation": {"generation": {"seed_base": 7}}}) == 7  # seed 0 by default
+    base = {"output_dir": "o", "state_dir": "s", "data": {"kind": "toy_images"}, "method": {"name": "sft"}}
+    assert train_config_from_dict({**base, "seed": 3}).seed == 3
+    with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+        train_config_from_dict({**base, "seed": -1})

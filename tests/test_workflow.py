@@ -34,6 +34,9 @@ def test_smoke_dag_outputs(smoke_run):
     t2 = pd.read_csv(work / "results" / "tables" / "table2_ablations.csv")
     assert {"beta-500", "init-sft", "inpo"} <= set(t2["run"])
     assert t2["gpu_hours"].notna().all()
+    q = pd.read_csv(work / "results" / "tables" / "toy_base_quality.csv")  # base samples vs its 64 training images
+    assert q[["prompt_set", "n_samples", "n_train"]].values.tolist() == [["toy", 12, 64]]
+    assert q["ratio"][0] == pytest.approx(q["samples_mean"][0] / q["train_mean"][0])
     rows = list(csv.DictReader(open(work / "results" / "logs" / "train" / "inpo.csv")))
     assert [int(r["update"]) for r in rows] == [1, 2]
     manifest = json.loads((work / "results" / "data" / "pairs_manifest.json").read_text())

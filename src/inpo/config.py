@@ -116,6 +116,8 @@ class TrainConfig:
     max_updates: int = 400
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     seed: int = 0
+    """Seed of everything random in training (data order, noise, timesteps, caption dropout, the toy
+    world's images); the workflow sets it from the config's top-level ``seed``. Must be >= 0."""
     checkpoint_every: int = 50
     """Save a resumable checkpoint every N optimizer updates (0: never)."""
     checkpoints_total_limit: int = 2
@@ -187,6 +189,8 @@ def validate(cfg: TrainConfig) -> None:
     if m.inversion.guidance_scale < 1:
         raise ValueError("method.inversion.guidance_scale must be >= 1")
     method.validate(m)
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {cfg.seed!r}")
     if cfg.micro_batch_size < 1 or cfg.grad_accum < 1 or cfg.max_updates < 0:
         raise ValueError("micro_batch_size and grad_accum must be >= 1, max_updates >= 0")
     if cfg.data.kind in ("pairs", "images") and not cfg.data.index:

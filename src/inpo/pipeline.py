@@ -266,6 +266,17 @@ def load_prompts(config: dict, prompt_set: str) -> pd.DataFrame:
     return df.head(int(limit)) if limit else df
 
 
+SEED_STRIDE = 10**6
+"""Seeds of one experiment seed lie ``seed * SEED_STRIDE`` apart from the next seed's (more images than
+this per prompt set would overlap)."""
+
+
+def generation_seed_base(config: dict) -> int:
+    """The generation noise of an experiment: image ``i`` of a prompt set draws from seed
+    ``evaluation.generation.seed_base + seed * SEED_STRIDE + i`` (the same for every model: paired)."""
+    return int(config["evaluation"]["generation"]["seed_base"]) + int(config.get("seed", 0)) * SEED_STRIDE
+
+
 def score_images(evaluator, model: str, prompt_set: str, prompts: pd.DataFrame, images_dir: str | Path,
                  *, batch_size: int = 64) -> pd.DataFrame:
     """Tidy scores of one model on one prompt set with one evaluator."""

@@ -11,6 +11,7 @@ rule generate:
         model=lambda w: model_path(w.model),
         vae=lambda w: model_vae(w.model),
         gen=config["evaluation"]["generation"],
+        seed_base=P.generation_seed_base(config),  # moves with the experiment's seed
         kind=config["kind"],
         n_shards=N_SHARDS,
     conda:

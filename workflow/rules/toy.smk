@@ -36,3 +36,25 @@ rule toy_pairs:
         **res("generate"),
     script:
         "../scripts/toy_pairs.py"
+
+
+rule toy_base_quality:
+    """How well the base draws its world: its evaluation samples' hidden reward against its training images'."""
+    localrule: True
+    input:
+        scores=expand(results("scores/base/{prompt_set}/{evaluator}.parquet"), prompt_set=PROMPT_SETS,
+                      evaluator=TABLE_PARAMS["effect_evaluators"][0]),
+    output:
+        results("tables/toy_base_quality.csv"),
+    params:
+        evaluator=TABLE_PARAMS["effect_evaluators"][0],  # the hidden reward (toy_reward)
+        options=evaluator_options(TABLE_PARAMS["effect_evaluators"][0]),
+        world=config.get("toy", {}).get("world", {}),
+        n_train=TRAIN_CONFIGS["base"]["data"].get("toy_images", 0) if "base" in TRAIN_CONFIGS else 0,
+        seed=TRAIN_CONFIGS["base"]["seed"] if "base" in TRAIN_CONFIGS else 0,
+    conda:
+        "../../envs/inpo.yaml"
+    log:
+        results("logs/toy_base_quality.log"),
+    script:
+        "../scripts/toy_base_quality.py"

@@ -14,7 +14,7 @@ g = dict(smk.params.gen)
 res = g.pop("resolution", None)
 shard = (int(smk.wildcards.shard), smk.params.n_shards)
 prompts = pd.read_parquet(smk.input.prompts)
-settings = {"model": smk.params.model, "kind": smk.params.kind, **smk.params.gen}
+settings = {"model": smk.params.model, "kind": smk.params.kind, **smk.params.gen, "seed_base": smk.params.seed_base}
 if smk.params.vae:  # a separate VAE (base SDXL: the fp16-fix VAE every trained SDXL model decodes with)
     settings["vae"] = smk.params.vae
 removed = reset_images_if_settings_changed(
@@ -29,7 +29,7 @@ if smk.params.vae:
 written = generate_images(
     source, prompts, Path(smk.output[0]).parent,
     kind=smk.params.kind, num_inference_steps=g["steps"], guidance_scale=g["guidance_scale"],
-    seed_base=g["seed_base"], batch_size=g.get("batch_size", 4), scheduler=g.get("scheduler"),
+    seed_base=smk.params.seed_base, batch_size=g.get("batch_size", 4), scheduler=g.get("scheduler"),
     shard=shard, height=res, width=res, dtype=g.get("dtype"),
 )
 Path(smk.output[0]).write_text("\n".join(str(p) for p in written) + "\n")

@@ -337,6 +337,33 @@ def eval_prompts(world: ToyWorld, n: int = 480, seed: int = 1) -> list[str]:
     return [lst[j] for j in order]
 
 
+# ---------------------------------------------------------------------- base quality
+def base_quality(base_scores, scorer, world: ToyWorld, *, n_train: int, seed: int):
+    """How well the toy base draws its world: its samples' mean score against its training images'.
+
+    ``base_scores``: tidy scores of the base (columns ``model, prompt_set, evaluator, score``; one
+    evaluator, e.g. ``toy_reward``, the hidden reward) on the evaluation prompts as evaluated (same
+    sampler, CFG, prompts). ``scorer``: that evaluator (:func:`inpo.evaluators.build`), applied to the
+    base's training set ``ToyImageDataset(world, n_train, seed)`` (the images the base was pretrained
+    on). Returns one row per prompt set: ``prompt_set, evaluator, n_samples, samples_mean, samples_sd,
+    n_train, train_mean, train_sd, ratio`` (``ratio = samples_mean / train_mean``; issue 12 asks >= 0.9).
+    """
+    import pandas as pd
+
+    evaluators = set(base_scores["evaluator"])
+    if evaluators != {scorer.name}:
+        raise ValueError(f"base_quality: scores of {sorted(evaluators)} but the scorer is {scorer.name!r}")
+    data = ToyImageDataset(world, n_train, seed=seed)
+    train = np.asarray(scorer.score(list(data.images()), [data.caption(i) for i in range(n_train)]), np.float64)
+    rows = []
+    for ps, g in base_scores.groupby("prompt_set", sort=False):
+        s = g["score"].to_numpy(np.float64)
+        rows.append({"prompt_set": ps, "evaluator": scorer.name, "n_samples": len(s), "samples_mean": s.mean(),
+                     "samples_sd": s.std(ddof=1), "n_train": n_train, "train_mean": train.mean(),
+                     "train_sd": train.std(ddof=1), "ratio": s.mean() / train.mean()})
+    return pd.DataFrame(rows)
+
+
 # ---------------------------------------------------------------------- preference shards
 def pickapic_schema():
     """The Pick-a-Pic v2 parquet schema (one definition: :data:`inpo.data.pickapic.PICKAPIC_V2_SCHEMA`)."""
@@ -539,6 +566,7 @@ __all__ = [
     "PICKAPIC_COLUMNS",
     "ToyImageDataset",
     "ToyWorld",
+    "base_quality",
     "eval_prompts",
     "make_preference_shards",
     "pickapic_schema",
