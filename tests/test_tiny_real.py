@@ -95,7 +95,7 @@ def paper_runs(cluster, tmp_path_factory, fixtures):
         (work / "resources").mkdir()
         (work / "resources" / "tiny_real").symlink_to(fixtures[0])
     dry = run_snakemake(dirs["slurm"], "-n", "all", "--configfile", EXPERIMENT).stdout
-    planned = re.findall(r"^(local)?rule (\w+):$", dry, re.M)
+    planned = re.findall(r"^\s*(local)?rule (\w+):$", dry, re.M)
     slurm = Background(dirs["slurm"], *SLURM_CI_PROFILE, "all", "--configfile", EXPERIMENT, timeout=DAG_TIMEOUT)
     local: dict = {}
 
