@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -94,31 +93,18 @@ def paper_runs(cluster, tmp_path_factory, fixtures):
     for work in dirs.values():
         (work / "resources").mkdir()
         (work / "resources" / "tiny_real").symlink_to(fixtures[0])
-    dry = run_snakemake(dirs["slurm"], "-n", "all", "--configfile", EXPERIMENT).stdout
-    planned = re.findall(r"^\s*(local)?rule (\w+):$", dry, re.M)
+    planned = re.findall(r"^\s*(local)?rule (\w+):$", run_snakemake(dirs["slurm"], "-n", "all", "--configfile",
+                                                                      EXPERIMENT).stdout, re.M)
     slurm = Background(dirs["slurm"], *SLURM_CI_PROFILE, "all", "--configfile", EXPERIMENT, timeout=DAG_TIMEOUT)
-    local: dict = {}
-
-    def run_local():
-        try:
-            t = time.monotonic()
-            run_snakemake(dirs["local"], "--cores", "2", *_local_targets(), "--configfile", EXPERIMENT,
-                          timeout=DAG_TIMEOUT)
-            local["wall"] = time.monotonic() - t
-        except BaseException as e:  # reported by the test that needs it
-            local["error"] = e
-
-    th = threading.Thread(target=run_local, daemon=True)
-    th.start()
+    local = Background(dirs["local"], "--cores", "2", *_local_targets(), "--configfile", EXPERIMENT, timeout=DAG_TIMEOUT)
     try:
-        yield dict(dirs=dirs, slurm=slurm, local=local, local_thread=th, dry=dry, planned=planned)
+        yield dict(dirs=dirs, slurm=slurm, local=local, planned=planned)
     finally:
         cancel_slurm_jobs_of(dirs["slurm"])
         slurm.stop()
-        th.join(timeout=60)
+        local.stop()
         print(f"\n[tiny-real] SLURM all: {slurm.wall:.0f} s ({len(planned)} jobs); local "
-              f"{' '.join(_local_targets()[:1])} + SD1.5 slice: {local.get('wall', float('nan')):.0f} s; "
-              f"fixture wall {time.monotonic() - t0:.0f} s")
+              f"{_local_targets()[0]} + SD1.5 slice: {local.wall:.0f} s; fixture wall {time.monotonic() - t0:.0f} s")
 
 
 def _slurm_done(runs) -> tuple[Path, str]:
@@ -128,10 +114,8 @@ def _slurm_done(runs) -> tuple[Path, str]:
 
 
 def _local_done(runs) -> Path:
-    runs["local_thread"].join(timeout=DAG_TIMEOUT)
-    if "error" in runs["local"]:
-        raise runs["local"]["error"]
-    assert "wall" in runs["local"], "the local run did not finish"
+    rc, log = runs["local"].wait()
+    assert rc == 0, log[-6000:]
     return runs["dirs"]["local"]
 
 
