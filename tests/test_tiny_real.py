@@ -10,16 +10,20 @@ holding the numbers the score files give. Both families run in ONE snakemake inv
 experiment file ``config/tiny_real_paper.yaml``, exactly as ``snakemake --profile slurm all`` runs
 ``config/paper.yaml``.
 
-Two executors, started together so that their waits overlap:
+Two executors, started together so that their waits overlap, each running ONE family's whole `all`
+and a slice of the other family (:data:`SLICE`: base and InPO on HPDv2, every evaluator):
 
-- SLURM: ``snakemake --profile profiles/slurm-ci all`` (both families, the whole paper DAG) on the
-  CI cluster (``.ci/slurm-up``): every non-local job of the DAG must run inside a COMPLETED SLURM job
-  (the CI profile groups the many short score / generation jobs, see profiles/slurm-ci);
-- local (``--cores 2``): the whole SDXL family (``sdxl_all``: every SDXL table, notebook and the
-  conditional grids) and a slice of SD1.5 (:data:`LOCAL_SD15_MODELS` on HPDv2, every evaluator), and
-  every score, training loss and table these produce must equal the SLURM run's. The local run of the
-  whole SD1.5 family is left out for time (~900 s on 2 cores): SD1.5's rules are the same rules as
-  SDXL's, which run locally in full.
+- SLURM: ``snakemake --profile profiles/slurm-ci sdxl_all <SD1.5 slice>`` on the CI cluster
+  (``.ci/slurm-up``): every non-local job must run inside a COMPLETED SLURM job (the CI profile
+  groups the many short score / generation jobs, see profiles/slurm-ci);
+- local: ``snakemake --cores 2 sd15_all <SDXL slice>``.
+
+So every table and notebook of both families comes out (SDXL's through SLURM, SD1.5's locally),
+every rule of both families runs on both executors, and the slices' scores and training losses must
+equal the other executor's. Why not `all` through both: a SLURM job starts snakemake twice (batch
+script, then job step), which doubles the cost of the DAG's ~250 few-second jobs on the 2-core CI
+machine; the whole experiment on each executor would cost ~3x the local run alone (the
+``all`` of both families at once is the dry runs' in tests/test_workflow.py).
 
     .ci/slurm-up && pytest -m slow tests/test_tiny_real.py
 """
@@ -58,8 +62,8 @@ OVERLAYS = {  # each family's files after the paper configs (config/paper.yaml),
 }
 NOTEBOOKS = ["table1_winrates", "table2_ablations", "supp_median_mean", "training_curves", "image_grids"]
 REAL_EVALUATORS = {"aesthetic", "pickscore", "hps", "clip"}
-LOCAL_FULL_FAMILY = "sdxl"  # run locally in full (`sdxl_all`)
-LOCAL_SD15_MODELS, LOCAL_SD15_PROMPT_SET = ["base", "inpo"], "hpdv2"  # the SD1.5 slice run locally
+EXECUTOR_OF = {"sdxl": "slurm", "sd15": "local"}  # where each family's whole `all` runs
+SLICE_MODELS, SLICE_PROMPT_SET = ["base", "inpo"], "hpdv2"  # each family's slice on the other executor
 SCORE_KEYS = ["model", "prompt_set", "evaluator", "index"]
 DAG_TIMEOUT = 3000  # s, each run; measured on 2 shared cores: see the module fixture's print
 
@@ -76,35 +80,40 @@ def fixtures(tmp_path_factory, shared_data) -> tuple[Path, dict]:
     return out, build(out, shared_data=shared_data)
 
 
-def _local_targets() -> list[str]:
-    sd15 = _merged("sd15")
-    return [f"{LOCAL_FULL_FAMILY}_all"] + [
-        f"{sd15['results']}/scores/{m}/{LOCAL_SD15_PROMPT_SET}/{e}.parquet"
-        for m in LOCAL_SD15_MODELS for e in sd15["evaluation"]["evaluators"]]
+def _slice(family: str) -> list[str]:
+    cfg = _merged(family)
+    return [f"{cfg['results']}/scores/{m}/{SLICE_PROMPT_SET}/{e}.parquet"
+            for m in SLICE_MODELS for e in cfg["evaluation"]["evaluators"]]
+
+
+def _targets(executor: str) -> list[str]:
+    """The executor's family `all` and the other family's slice."""
+    return [t for fam, ex in EXECUTOR_OF.items() for t in ([f"{fam}_all"] if ex == executor else _slice(fam))]
 
 
 @pytest.fixture(scope="module")
 def paper_runs(cluster, tmp_path_factory, fixtures):
-    """The tiny-real paper experiment through SLURM (`all`) and, at the same time, locally
-    (:func:`_local_targets`); yields the folders, the SLURM run and the DAG's planned jobs."""
+    """The tiny-real paper experiment through SLURM and, at the same time, locally (:func:`_targets`);
+    yields the folders, the two runs and the SLURM run's planned jobs (its dry run)."""
     t0 = time.monotonic()
     root = tmp_path_factory.mktemp("wf_tiny_real")
     dirs = {k: copy_workflow(root / k) for k in ("slurm", "local")}
     for work in dirs.values():
         (work / "resources").mkdir()
         (work / "resources" / "tiny_real").symlink_to(fixtures[0])
-    planned = re.findall(r"^\s*(local)?rule (\w+):$", run_snakemake(dirs["slurm"], "-n", "all", "--configfile",
-                                                                      EXPERIMENT).stdout, re.M)
-    slurm = Background(dirs["slurm"], *SLURM_CI_PROFILE, "all", "--configfile", EXPERIMENT, timeout=DAG_TIMEOUT)
-    local = Background(dirs["local"], "--cores", "2", *_local_targets(), "--configfile", EXPERIMENT, timeout=DAG_TIMEOUT)
+    slurm_args = [*_targets("slurm"), "--configfile", EXPERIMENT]
+    planned = re.findall(r"^\s*(local)?rule (\w+):$", run_snakemake(dirs["slurm"], "-n", *slurm_args).stdout, re.M)
+    slurm = Background(dirs["slurm"], *SLURM_CI_PROFILE, *slurm_args, timeout=DAG_TIMEOUT)
+    local = Background(dirs["local"], "--cores", "2", *_targets("local"), "--configfile", EXPERIMENT, timeout=DAG_TIMEOUT)
     try:
         yield dict(dirs=dirs, slurm=slurm, local=local, planned=planned)
     finally:
         cancel_slurm_jobs_of(dirs["slurm"])
         slurm.stop()
         local.stop()
-        print(f"\n[tiny-real] SLURM all: {slurm.wall:.0f} s ({len(planned)} jobs); local "
-              f"{_local_targets()[0]} + SD1.5 slice: {local.wall:.0f} s; fixture wall {time.monotonic() - t0:.0f} s")
+        full = {ex: next(t for t in _targets(ex) if t.endswith("_all")) for ex in ("slurm", "local")}
+        print(f"\n[tiny-real] SLURM {full['slurm']} + slice: {slurm.wall:.0f} s ({len(planned)} jobs); "
+              f"local {full['local']} + slice: {local.wall:.0f} s; fixture wall {time.monotonic() - t0:.0f} s")
 
 
 def _slurm_done(runs) -> tuple[Path, str]:
@@ -117,6 +126,11 @@ def _local_done(runs) -> Path:
     rc, log = runs["local"].wait()
     assert rc == 0, log[-6000:]
     return runs["dirs"]["local"]
+
+
+def _full_run(runs, family: str) -> Path:
+    """The folder of the run that made ``family``'s whole `all`."""
+    return _slurm_done(runs)[0] if EXECUTOR_OF[family] == "slurm" else _local_done(runs)
 
 
 # ------------------------------------------------------------------------------------ the overlay
@@ -324,10 +338,10 @@ def _check_run(work: Path, family: str) -> dict:
 @pytest.mark.slow
 @pytest.mark.slurm
 def test_sd15_paper_dag(paper_runs):
-    work, _ = _slurm_done(paper_runs)
+    work = _full_run(paper_runs, "sd15")
     cfg = _check_run(work, "sd15")
-    # a finished DAG has nothing left to do (both families)
-    assert planned_jobs(run_snakemake(work, "-n", "all", "--configfile", EXPERIMENT).stdout) == []
+    # a finished DAG has nothing left to do
+    assert planned_jobs(run_snakemake(work, "-n", "sd15_all", "--configfile", EXPERIMENT).stdout) == []
     work = work / cfg["results"]
     sheet = pd.read_csv(REPO / cfg["ablations"], sep="\t", comment="#", dtype=str, keep_default_na=False)
     # Table 2: a row per ablation run and evaluator, its median HPDv2 score = the score files', the
@@ -368,22 +382,18 @@ def _check_sdxl(work: Path, fixtures) -> None:
 
 @pytest.mark.slow
 @pytest.mark.slurm
-def test_sdxl_paper_dag_on_slurm(paper_runs, fixtures):
-    _check_sdxl(_slurm_done(paper_runs)[0], fixtures)
-
-
-@pytest.mark.slow
-@pytest.mark.slurm
-def test_sdxl_paper_dag_locally(paper_runs, fixtures):
-    """The same SDXL family `all`, run by a local snakemake (`--cores 2 sdxl_all`)."""
-    _check_sdxl(_local_done(paper_runs), fixtures)
+def test_sdxl_paper_dag(paper_runs, fixtures):
+    work = _full_run(paper_runs, "sdxl")
+    _check_sdxl(work, fixtures)
+    assert planned_jobs(run_snakemake(work, "-n", "sdxl_all", "--configfile", EXPERIMENT).stdout) == []
 
 
 @pytest.mark.slow
 @pytest.mark.slurm
 def test_every_job_ran_on_slurm_and_equals_the_local_run(paper_runs):
-    """Every non-local job of the paper DAG ran inside a COMPLETED SLURM job (grouped or not), and
-    every score, training loss and SDXL table equals the local run's (seeded, CPU-deterministic)."""
+    """Every non-local job of the SLURM run ran inside a COMPLETED SLURM job (grouped or not), and
+    each family's slice (scores, training losses) equals its whole run on the other executor
+    (seeded, CPU-deterministic)."""
     work, log = _slurm_done(paper_runs)
     # the dry run's plan: `localrule` exactly for the rules that say `localrule: True`
     local = local_rules(work)
@@ -394,9 +404,10 @@ def test_every_job_ran_on_slurm_and_equals_the_local_run(paper_runs):
 
     planned = paper_runs["planned"]
     for is_local, rule in planned:
-        assert bool(is_local) == (bare(rule) in local or rule == "all"), (rule, is_local)
+        assert bool(is_local) == (bare(rule) in local), (rule, is_local)
     remote = Counter(rule for is_local, rule in planned if not is_local)
-    assert {"sd15_train", "sd15_generate", "sd15_score", "sdxl_train", "sdxl_conditional_generate"} <= remote.keys()
+    assert {"sd15_train", "sd15_generate", "sd15_score", "sdxl_train", "sdxl_generate", "sdxl_score",
+            "sdxl_conditional_generate"} <= remote.keys()
     # what ran inside the SLURM jobs: each job log is the job step's snakemake output
     subs = slurm_submitted(log)
     states = slurm_states(jid for jid, _ in subs)
@@ -413,28 +424,24 @@ def test_every_job_ran_on_slurm_and_equals_the_local_run(paper_runs):
           f"({len(groups)} group jobs); {len(planned) - sum(remote.values())} local jobs")
     assert groups, "the CI profile's groups did not apply"
 
-    # the local run's numbers equal the SLURM run's
+    # each family's slice equals its whole run on the other executor
     lwork = _local_done(paper_runs)
-    for family in families:
+    for family, executor in EXECUTOR_OF.items():
         res = _merged(family)["results"]
-        if family == LOCAL_FULL_FAMILY:
-            got = pd.read_parquet(lwork / res / "scores" / "all.parquet")
-            for table in ("table1_winrates", "supp_median_mean"):
-                a = pd.read_csv(work / res / "tables" / f"{table}.csv")
-                pd.testing.assert_frame_equal(pd.read_csv(lwork / res / "tables" / f"{table}.csv"), a,
-                                              check_exact=False, atol=1e-6, rtol=0)
-        else:
-            files = sorted((lwork / res / "scores").glob(f"*/{LOCAL_SD15_PROMPT_SET}/*.parquet"))
-            assert len(files) == len(LOCAL_SD15_MODELS) * 4, files
-            got = pd.concat([pd.read_parquet(f) for f in files])
-        got = got.sort_values(SCORE_KEYS).reset_index(drop=True)
-        ref = pd.read_parquet(work / res / "scores" / "all.parquet")
+        full, part = (work, lwork) if executor == "slurm" else (lwork, work)
+        files = sorted((part / res / "scores").glob(f"*/{SLICE_PROMPT_SET}/*.parquet"))
+        assert len(files) == len(SLICE_MODELS) * len(REAL_EVALUATORS), files
+        got = pd.concat([pd.read_parquet(f) for f in files]).sort_values(SCORE_KEYS).reset_index(drop=True)
+        ref = pd.read_parquet(full / res / "scores" / "all.parquet")
         ref = ref.merge(got[SCORE_KEYS], on=SCORE_KEYS).sort_values(SCORE_KEYS).reset_index(drop=True)
         assert len(ref) == len(got) > 0, family
         pd.testing.assert_frame_equal(got.drop(columns="score"), ref.drop(columns="score"))
         diff = float((got["score"] - ref["score"]).abs().max())
-        print(f"[tiny-real] {family}: {len(got)} scores, max |SLURM - local| = {diff:.3g}")
+        print(f"[tiny-real] {family} slice ({executor} ran the whole family): {len(got)} scores, "
+              f"max |SLURM - local| = {diff:.3g}")
         assert diff <= 1e-6, family
-        for f in sorted((lwork / res / "logs" / "train").glob("*.csv")):
-            a, b = pd.read_csv(f), pd.read_csv(work / res / "logs" / "train" / f.name)
+        logs = sorted((part / res / "logs" / "train").glob("*.csv"))
+        assert logs, family
+        for f in logs:
+            a, b = pd.read_csv(f), pd.read_csv(full / res / "logs" / "train" / f.name)
             pd.testing.assert_series_equal(a["loss"], b["loss"], atol=1e-6, rtol=0)
