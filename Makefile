@@ -26,8 +26,9 @@ toy: setup
 smoke: setup
 	$(BIN)/snakemake --cores $(CORES) all --configfile config/config.yaml config/smoke.yaml
 
+# --durations: CI's log lists the slowest tests (where the suite's time goes)
 test: setup
-	$(BIN)/pytest -q -rs
+	$(BIN)/pytest -q -rs --durations=30
 
 # apply each core mutation of tests/mutations.py to a scratch copy of src/ and run its tests
 mutants: setup

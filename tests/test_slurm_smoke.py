@@ -3,7 +3,9 @@
 Runs ``tests/slurm/Snakefile`` with ``--profile profiles/slurm-ci`` in a scratch directory and
 checks that every job ran as a SLURM batch job (job ids in the outputs, in the plugin's log
 paths ``.snakemake/slurm_logs/`` and in ``squeue``), and that a job killed by ``scancel`` or by
-its time limit is resubmitted by ``--retries``.
+its time limit is resubmitted by ``--retries``. The four scenarios are started together (module
+fixture ``scenarios``, one scratch directory each) so that their SLURM status waits overlap; each
+test waits for its own.
 
     .ci/slurm-up && pytest -m slurm tests/test_slurm_smoke.py
 
@@ -16,6 +18,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -33,14 +36,11 @@ def _snakemake_cmd() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "snakemake"]
 
 
-@pytest.fixture
-def workdir(tmp_path: Path, cluster):
-    """Scratch directory; SLURM jobs still alive from it are cancelled at teardown."""
-    yield tmp_path
+def _cancel_left(*dirs: Path) -> None:
     out = subprocess.run(
         ["squeue", "-h", "-t", "PENDING,RUNNING,CONFIGURING", "-o", "%i %Z"], capture_output=True, text=True
     ).stdout
-    left = [line.split()[0] for line in out.splitlines() if str(tmp_path) in line]
+    left = [line.split()[0] for line in out.splitlines() if any(str(d) in line for d in dirs)]
     if left:
         subprocess.run(["scancel", *left])
 
@@ -93,17 +93,75 @@ def _wait_for(path: Path, proc, seconds: float) -> str:
             break
         time.sleep(0.5)
     proc.kill()
-    pytest.fail(
+    raise AssertionError(
         f"{path.name} not written by the first SLURM job:\n{path.parent.parent.joinpath('snakemake.out').read_text()}"
     )
 
 
-def test_profile_runs_jobs_on_slurm(workdir: Path):
-    t0 = time.monotonic()
-    rc, log = _snakemake(workdir, "all")
-    wall = time.monotonic() - t0
+def _scancel(jid: str) -> None:
+    subprocess.run(["scancel", jid], check=True)
+
+
+#: scenario -> (target, kill of the first SLURM job (None: its time limit kills it), --retries, timeout s)
+SCENARIOS = {
+    "dag": ("all", None, None, 240),
+    "scancel": ("resubmit.txt", _scancel, "1", 240),
+    "scancel_no_retries": ("resubmit.txt", _scancel, "0", 240),
+    "timelimit": ("timelimit.txt", lambda jid: None, "1", 400),
+}
+
+
+@pytest.fixture(scope="module")
+def scenarios(cluster, tmp_path_factory):
+    """Start every scenario in its own scratch directory; a thread per interrupted scenario waits for
+    the first SLURM job's marker, kills that job and waits for snakemake. Yields name -> result dict
+    (``rc``, ``log``, ``first``, ``wall``, ``error``) filled in when the scenario ends."""
+    root = tmp_path_factory.mktemp("slurm_smoke")
+    results: dict[str, dict] = {}
+    threads = []
+    for name, (target, kill, retries, timeout) in SCENARIOS.items():
+        work = root / name
+        work.mkdir()
+        res = results[name] = {"workdir": work}
+
+        def run(work=work, res=res, target=target, kill=kill, retries=retries, timeout=timeout):
+            t0 = time.monotonic()
+            try:
+                args = (target,) if retries is None else (target, "--retries", retries)
+                proc = _snakemake(work, *args, timeout=timeout, background=True)
+                if kill is not None:
+                    res["first"] = _wait_for(work / "marker" / target.removesuffix(".txt"), proc, 120)
+                    kill(res["first"])
+                res["rc"], res["log"] = _finish(work, proc)
+            except BaseException as e:  # reported by the test of this scenario
+                res["error"] = e
+            res["wall"] = time.monotonic() - t0
+
+        th = threading.Thread(target=run, daemon=True)
+        th.start()
+        threads.append((name, th))
+    try:
+        yield {name: (th, results[name]) for name, th in threads}
+    finally:
+        _cancel_left(root)
+        for _, th in threads:
+            th.join(timeout=60)
+
+
+def _result(scenarios, name: str) -> tuple[Path, dict]:
+    th, res = scenarios[name]
+    th.join(timeout=SCENARIOS[name][3] + 60)
+    if "error" in res:
+        raise res["error"]
+    assert "rc" in res, f"scenario {name} did not finish"
+    print(f"slurm smoke {name}: {res['wall']:.1f} s")
+    return res["workdir"], res
+
+
+def test_profile_runs_jobs_on_slurm(scenarios):
+    workdir, res = _result(scenarios, "dag")
+    rc, log = res["rc"], res["log"]
     assert rc == 0, log
-    print(f"slurm smoke DAG (3 SLURM jobs): {wall:.1f} s")
 
     lines = (workdir / "gather.txt").read_text().split("\n")
     jobs = {f["name"]: f["job"] for f in (dict(i.split("=", 1) for i in ln.split()) for ln in lines if ln)}
@@ -121,22 +179,10 @@ def test_profile_runs_jobs_on_slurm(workdir: Path):
     assert "localrule all" in log  # localrules stay on the submitting host
 
 
-def _interrupted_then_resubmitted(workdir: Path, target: str, kill, timeout: int, retries: str = "1"):
-    proc = _snakemake(workdir, target, "--retries", retries, timeout=timeout, background=True)
-    first = _wait_for(workdir / "marker" / target.removesuffix(".txt"), proc, 120)
-    kill(first)
-    rc, log = _finish(workdir, proc)
-    return first, rc, log
-
-
-def test_scancelled_job_is_resubmitted(workdir: Path):
-    t0 = time.monotonic()
-    first, rc, log = _interrupted_then_resubmitted(
-        workdir, "resubmit.txt", lambda jid: subprocess.run(["scancel", jid], check=True), timeout=240
-    )
-    wall = time.monotonic() - t0
+def test_scancelled_job_is_resubmitted(scenarios):
+    workdir, res = _result(scenarios, "scancel")
+    first, rc, log = res["first"], res["rc"], res["log"]
     assert rc == 0, log
-    print(f"scancel + resubmit: {wall:.1f} s")
     out = _fields(workdir / "resubmit.txt")
     assert out["first"] == first and out["attempt"] == "2" and out["job"] != first, out
     assert f"SLURM-job '{first}' failed, SLURM status is: 'CANCELLED'" in log
@@ -146,14 +192,9 @@ def test_scancelled_job_is_resubmitted(workdir: Path):
     assert (workdir / ".snakemake" / "slurm_logs" / "rule_resubmit" / f"{first}.log").is_file()
 
 
-def test_scancelled_job_without_retries_fails(workdir: Path):
-    first, rc, log = _interrupted_then_resubmitted(
-        workdir,
-        "resubmit.txt",
-        lambda jid: subprocess.run(["scancel", jid], check=True),
-        timeout=240,
-        retries="0",
-    )
+def test_scancelled_job_without_retries_fails(scenarios):
+    workdir, res = _result(scenarios, "scancel_no_retries")
+    first, rc, log = res["first"], res["rc"], res["log"]
     assert rc == 1, log  # fails (does not hang, does not resubmit)
     assert "SLURM status is: 'CANCELLED'" in log
     assert not (workdir / "resubmit.txt").exists()
@@ -161,12 +202,10 @@ def test_scancelled_job_without_retries_fails(workdir: Path):
 
 
 @pytest.mark.slow
-def test_timed_out_job_is_resubmitted(workdir: Path):
-    t0 = time.monotonic()
-    first, rc, log = _interrupted_then_resubmitted(workdir, "timelimit.txt", lambda jid: None, timeout=400)
-    wall = time.monotonic() - t0
+def test_timed_out_job_is_resubmitted(scenarios):
+    workdir, res = _result(scenarios, "timelimit")
+    first, rc, log = res["first"], res["rc"], res["log"]
     assert rc == 0, log
-    print(f"time limit (1 min) + resubmit: {wall:.1f} s")
     out = _fields(workdir / "timelimit.txt")
     assert out["first"] == first and out["attempt"] == "2", out
     assert f"SLURM-job '{first}' failed, SLURM status is: 'TIMEOUT'" in log

@@ -3,14 +3,29 @@
 ``inpo.tiny_real.build`` writes tiny random models of the real classes in their real on-disk formats
 (SD1.5 / SDXL diffusers folders, the separate fp16-fix VAE, the four evaluators' checkpoints with the
 real aesthetic MLP), a Pick-a-Pic v2 mirror in the exact schema (ties, undecodable images, several
-row groups per shard) and links to the real HPDv2 / Parti prompt files. Then ``snakemake all`` runs
-the paper configs with the overlay (only ids, paths and sizes change) in a scratch copy of the
-workflow, and every table and notebook of the paper must come out with a row for every paper model
-and ablation run, holding the numbers the score files give. Both families run in ONE snakemake
-invocation of the experiment file ``config/tiny_real_paper.yaml``, exactly as
-``snakemake --profile slurm all`` runs ``config/paper.yaml``.
+row groups per shard) and links to the real HPDv2 / Parti prompt files. Then the paper configs run
+with the overlay (only ids, paths and sizes change) in scratch copies of the workflow, and every
+table and notebook of the paper must come out with a row for every paper model and ablation run,
+holding the numbers the score files give. Both families run in ONE snakemake invocation of the
+experiment file ``config/tiny_real_paper.yaml``, exactly as ``snakemake --profile slurm all`` runs
+``config/paper.yaml``.
 
-    pytest -m slow tests/test_tiny_real.py
+Two executors, started together so that their waits overlap, each running ONE family's whole `all`
+and a slice of the other family (:data:`SLICE`: base and InPO on HPDv2, every evaluator):
+
+- SLURM: ``snakemake --profile profiles/slurm-ci sdxl_all <SD1.5 slice>`` on the CI cluster
+  (``.ci/slurm-up``): every non-local job must run inside a COMPLETED SLURM job (the CI profile
+  groups the many short score / generation jobs, see profiles/slurm-ci);
+- local: ``snakemake --cores 2 sd15_all <SDXL slice>``.
+
+So every table and notebook of both families comes out (SDXL's through SLURM, SD1.5's locally),
+every rule of both families runs on both executors, and the slices' scores and training losses must
+equal the other executor's. Why not `all` through both: a SLURM job starts snakemake twice (batch
+script, then job step), which doubles the cost of the DAG's ~250 few-second jobs on the 2-core CI
+machine; the whole experiment on each executor would cost ~3x the local run alone (the
+``all`` of both families at once is the dry runs' in tests/test_workflow.py).
+
+    .ci/slurm-up && pytest -m slow tests/test_tiny_real.py
 """
 
 from __future__ import annotations
@@ -19,6 +34,7 @@ import hashlib
 import json
 import re
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +43,16 @@ import pytest
 import yaml
 from workflow_utils import (
     REPO,
+    SLURM_CI_PROFILE,
+    Background,
+    cancel_slurm_jobs_of,
     copy_workflow,
     experiment_families,
+    local_rules,
     planned_jobs,
     run_snakemake,
+    slurm_states,
+    slurm_submitted,
     workflow_notebooks,
 )
 
@@ -40,7 +62,10 @@ OVERLAYS = {  # each family's files after the paper configs (config/paper.yaml),
     "sdxl": ["config/tiny_real.yaml", "config/tiny_real_sdxl.yaml"],
 }
 REAL_EVALUATORS = {"aesthetic", "pickscore", "hps", "clip"}
-DAG_TIMEOUT = 3600  # s; measured on 2 shared cores (load ~5): SD1.5 `all` 931 s (199 jobs), SDXL 207 s (79)
+EXECUTOR_OF = {"sdxl": "slurm", "sd15": "local"}  # where each family's whole `all` runs
+SLICE_MODELS, SLICE_PROMPT_SET = ["base", "inpo"], "hpdv2"  # each family's slice on the other executor
+SCORE_KEYS = ["model", "prompt_set", "evaluator", "index"]
+DAG_TIMEOUT = 3000  # s, each run; measured on 2 shared cores: see the module fixture's print
 
 
 def _merged(family: str) -> dict:
@@ -55,18 +80,57 @@ def fixtures(tmp_path_factory, shared_data) -> tuple[Path, dict]:
     return out, build(out, shared_data=shared_data)
 
 
-@pytest.fixture(scope="module")
-def paper_run(tmp_path_factory, fixtures) -> tuple[Path, float]:
-    """`snakemake --cores 2 all` of the whole tiny-real paper experiment (both families)."""
-    work = copy_workflow(tmp_path_factory.mktemp("wf_tiny_real"))
-    (work / "resources").mkdir()
-    (work / "resources" / "tiny_real").symlink_to(fixtures[0])
-    t0 = time.perf_counter()
-    run_snakemake(work, "--cores", "2", "all", "--configfile", EXPERIMENT, timeout=DAG_TIMEOUT)
-    wall = time.perf_counter() - t0
-    print(f"tiny-real paper all (SD1.5 + SDXL): {wall:.0f} s")
-    return work, wall
+def _slice(family: str) -> list[str]:
+    cfg = _merged(family)
+    return [f"{cfg['results']}/scores/{m}/{SLICE_PROMPT_SET}/{e}.parquet"
+            for m in SLICE_MODELS for e in cfg["evaluation"]["evaluators"]]
 
+
+def _targets(executor: str) -> list[str]:
+    """The executor's family `all` and the other family's slice."""
+    return [t for fam, ex in EXECUTOR_OF.items() for t in ([f"{fam}_all"] if ex == executor else _slice(fam))]
+
+
+@pytest.fixture(scope="module")
+def paper_runs(cluster, tmp_path_factory, fixtures):
+    """The tiny-real paper experiment through SLURM and, at the same time, locally (:func:`_targets`);
+    yields the folders, the two runs and the SLURM run's planned jobs (its dry run)."""
+    t0 = time.monotonic()
+    root = tmp_path_factory.mktemp("wf_tiny_real")
+    dirs = {k: copy_workflow(root / k) for k in ("slurm", "local")}
+    for work in dirs.values():
+        (work / "resources").mkdir()
+        (work / "resources" / "tiny_real").symlink_to(fixtures[0])
+    slurm_args = [*_targets("slurm"), "--configfile", EXPERIMENT]
+    planned = re.findall(r"^\s*(local)?rule (\w+):$", run_snakemake(dirs["slurm"], "-n", *slurm_args).stdout, re.M)
+    slurm = Background(dirs["slurm"], *SLURM_CI_PROFILE, *slurm_args, timeout=DAG_TIMEOUT)
+    local = Background(dirs["local"], "--cores", "2", *_targets("local"), "--configfile", EXPERIMENT, timeout=DAG_TIMEOUT)
+    try:
+        yield dict(dirs=dirs, slurm=slurm, local=local, planned=planned)
+    finally:
+        cancel_slurm_jobs_of(dirs["slurm"])
+        slurm.stop()
+        local.stop()
+        full = {ex: next(t for t in _targets(ex) if t.endswith("_all")) for ex in ("slurm", "local")}
+        print(f"\n[tiny-real] SLURM {full['slurm']} + slice: {slurm.wall:.0f} s ({len(planned)} jobs); "
+              f"local {full['local']} + slice: {local.wall:.0f} s; fixture wall {time.monotonic() - t0:.0f} s")
+
+
+def _slurm_done(runs) -> tuple[Path, str]:
+    rc, log = runs["slurm"].wait()
+    assert rc == 0, log[-6000:]
+    return runs["dirs"]["slurm"], log
+
+
+def _local_done(runs) -> Path:
+    rc, log = runs["local"].wait()
+    assert rc == 0, log[-6000:]
+    return runs["dirs"]["local"]
+
+
+def _full_run(runs, family: str) -> Path:
+    """The folder of the run that made ``family``'s whole `all`."""
+    return _slurm_done(runs)[0] if EXECUTOR_OF[family] == "slurm" else _local_done(runs)
 
 
 # ------------------------------------------------------------------------------------ the overlay
@@ -272,11 +336,12 @@ def _check_run(work: Path, family: str) -> dict:
 
 
 @pytest.mark.slow
-def test_sd15_paper_dag(paper_run):
-    work, wall = paper_run
+@pytest.mark.slurm
+def test_sd15_paper_dag(paper_runs):
+    work = _full_run(paper_runs, "sd15")
     cfg = _check_run(work, "sd15")
-    # a finished DAG has nothing left to do (both families)
-    assert planned_jobs(run_snakemake(work, "-n", "all", "--configfile", EXPERIMENT).stdout) == []
+    # a finished DAG has nothing left to do
+    assert planned_jobs(run_snakemake(work, "-n", "sd15_all", "--configfile", EXPERIMENT).stdout) == []
     work = work / cfg["results"]
     sheet = pd.read_csv(REPO / cfg["ablations"], sep="\t", comment="#", dtype=str, keep_default_na=False)
     # Table 2: a row per ablation run and evaluator, its median HPDv2 score = the score files', the
@@ -295,15 +360,12 @@ def test_sd15_paper_dag(paper_run):
     assert fb["pairs_in"] == 41 and fb["evaluator"]["name"] == "pickscore"
     run_cfg = yaml.safe_load((work / "configs" / "inpo-pickscore.yaml").read_text())
     assert run_cfg["data"]["index"] == "results/tiny_real/sd15/data/pairs_pickscore.parquet"
-    print(f"sd15 tiny-real all: {wall:.0f} s")
 
 
-@pytest.mark.slow
-def test_sdxl_paper_dag(paper_run, fixtures):
+def _check_sdxl(work: Path, fixtures) -> None:
     """SDXL: the trained models carry the separate fp16-fix VAE (model.vae), not the base's own."""
     from safetensors.torch import load_file
 
-    work, wall = paper_run
     cfg = _check_run(work, "sdxl")
     work = work / cfg["results"]
     # paper 5.5: the grids of every model and task, on ControlNets and a depth model built from the tiny base
@@ -316,4 +378,70 @@ def test_sdxl_paper_dag(paper_run, fixtures):
     for run in ("sft", "inpo", "dpo"):
         got = load_file(work / "models" / run / "vae" / "diffusion_pytorch_model.safetensors")
         assert all(np.array_equal(got[k].numpy(), fix[k].numpy()) for k in fix), run
-    print(f"sdxl tiny-real all: {wall:.0f} s")
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_sdxl_paper_dag(paper_runs, fixtures):
+    work = _full_run(paper_runs, "sdxl")
+    _check_sdxl(work, fixtures)
+    assert planned_jobs(run_snakemake(work, "-n", "sdxl_all", "--configfile", EXPERIMENT).stdout) == []
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_every_job_ran_on_slurm_and_equals_the_local_run(paper_runs):
+    """Every non-local job of the SLURM run ran inside a COMPLETED SLURM job (grouped or not), and
+    each family's slice (scores, training losses) equals its whole run on the other executor
+    (seeded, CPU-deterministic)."""
+    work, log = _slurm_done(paper_runs)
+    # the dry run's plan: `localrule` exactly for the rules that say `localrule: True`
+    local = local_rules(work)
+    families = tuple(experiment_families(EXPERIMENT))
+
+    def bare(rule: str) -> str:
+        return next((rule.removeprefix(f"{f}_") for f in families if rule.startswith(f"{f}_")), rule)
+
+    planned = paper_runs["planned"]
+    for is_local, rule in planned:
+        assert bool(is_local) == (bare(rule) in local), (rule, is_local)
+    remote = Counter(rule for is_local, rule in planned if not is_local)
+    assert {"sd15_train", "sd15_generate", "sd15_score", "sdxl_train", "sdxl_generate", "sdxl_score",
+            "sdxl_conditional_generate"} <= remote.keys()
+    # what ran inside the SLURM jobs: each job log is the job step's snakemake output
+    subs = slurm_submitted(log)
+    states = slurm_states(jid for jid, _ in subs)
+    assert len(states) == len(subs) and set(states.values()) == {"COMPLETED"}, states
+    ran: Counter = Counter()
+    for jid, path in subs:
+        assert Path(path).name == f"{jid}.log" and Path(path).is_file(), path
+        jobs = re.findall(r"^\s*rule (\w+):$", Path(path).read_text(), re.M)
+        assert jobs, path
+        ran.update(jobs)
+    assert ran == remote, (ran - remote, remote - ran)
+    groups = [p for _, p in subs if "/group_" in p]
+    print(f"\n[tiny-real] {sum(remote.values())} non-local jobs in {len(subs)} SLURM jobs "
+          f"({len(groups)} group jobs); {len(planned) - sum(remote.values())} local jobs")
+    assert groups, "the CI profile's groups did not apply"
+
+    # each family's slice equals its whole run on the other executor
+    lwork = _local_done(paper_runs)
+    for family, executor in EXECUTOR_OF.items():
+        res = _merged(family)["results"]
+        full, part = (work, lwork) if executor == "slurm" else (lwork, work)
+        files = sorted((part / res / "scores").glob(f"*/{SLICE_PROMPT_SET}/*.parquet"))
+        assert len(files) == len(SLICE_MODELS) * len(REAL_EVALUATORS), files
+        got = pd.concat([pd.read_parquet(f) for f in files]).sort_values(SCORE_KEYS).reset_index(drop=True)
+        ref = pd.read_parquet(full / res / "scores" / "all.parquet")
+        ref = ref.merge(got[SCORE_KEYS], on=SCORE_KEYS).sort_values(SCORE_KEYS).reset_index(drop=True)
+        assert len(ref) == len(got) > 0, family
+        pd.testing.assert_frame_equal(got.drop(columns="score"), ref.drop(columns="score"))
+        diff = float((got["score"] - ref["score"]).abs().max())
+        print(f"[tiny-real] {family} slice ({executor} ran the whole family): {len(got)} scores, "
+              f"max |SLURM - local| = {diff:.3g}")
+        assert diff <= 1e-6, family
+        logs = sorted((part / res / "logs" / "train").glob("*.csv"))
+        assert logs, family
+        for f in logs:
+            a, b = pd.read_csv(f), pd.read_csv(full / res / "logs" / "train" / f.name)
+            pd.testing.assert_series_equal(a["loss"], b["loss"], atol=1e-6, rtol=0)

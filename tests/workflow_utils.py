@@ -94,3 +94,93 @@ def workflow_notebooks(sheet: bool) -> list[str]:
     from inpo.report import notebooks_for
 
     return notebooks_for({"tables": {}, "train_logs": {}, "images": {}, "ablations": {} if sheet else None})
+
+
+# ------------------------------------------------------------------------ SLURM runs (tests marked slurm)
+
+SLURM_CI_PROFILE = ["--profile", "profiles/slurm-ci"]
+
+
+def snakemake_env() -> dict[str, str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+class Background:
+    """A snakemake run in the background, output in ``<work>/snakemake.out``.
+
+    Like :func:`run_snakemake`: ``timeout -s INT`` (SIGINT makes snakemake ``scancel`` its SLURM
+    jobs; on SIGTERM it would wait for them) with a KILL fallback."""
+
+    def __init__(self, work: Path, *args: str, timeout: int):
+        import threading
+        import time
+
+        self.work, self.args, self.t0 = work, args, time.monotonic()
+        self.out = work / "snakemake.out"
+        cmd = ["timeout", "-s", "INT", "-k", "30", str(timeout), snakemake_bin(), *args]
+        self._fh = open(self.out, "w")
+        self.proc = subprocess.Popen(cmd, cwd=work, env=snakemake_env(), stdout=self._fh, stderr=subprocess.STDOUT)
+        self.wall: float | None = None  # measured when the run ends, not when a test waits for it
+
+        def _time() -> None:
+            self.proc.wait()
+            self.wall = time.monotonic() - self.t0
+
+        self._waiter = threading.Thread(target=_time, daemon=True)
+        self._waiter.start()
+
+    def wait(self) -> tuple[int, str]:
+        rc = self.proc.wait()
+        self._waiter.join()
+        self._fh.close()
+        return rc, self.out.read_text()
+
+    def stop(self) -> None:
+        import signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        self.wait()
+
+
+def slurm_submitted(log: str) -> list[tuple[str, str]]:
+    """(SLURM job id, plugin log path) of every submission, from snakemake's output."""
+    import re
+
+    return re.findall(r"submitted with SLURM jobid (\d+) \(log: ([^)]+)\)", log)
+
+
+def slurm_states(jobids) -> dict[str, str]:
+    """SLURM states from squeue (finished jobs stay listed for MinJobAge seconds)."""
+    jobids = list(jobids)
+    if not jobids:
+        return {}
+    out = subprocess.run(["squeue", "-h", "--states=all", "-j", ",".join(jobids), "-o", "%i|%T"],
+                         capture_output=True, text=True, check=True).stdout
+    return dict(line.split("|") for line in out.split())
+
+
+def local_rules(work: Path) -> set[str]:
+    """The workflow's named rules that say `localrule: True` (they run inside snakemake)."""
+    import re
+
+    local = set()
+    files = [work / "Snakefile", work / "workflow" / "Snakefile", *sorted((work / "workflow" / "rules").glob("*.smk"))]
+    for f in files:
+        for block in re.split(r"^[ \t]*rule[ \t]+", f.read_text(), flags=re.M)[1:]:
+            m = re.match(r"(\w+):", block)
+            if m and re.search(r"^[ \t]+localrule:[ \t]*True", block.split("\n\n\n")[0], re.M):
+                local.add(m.group(1))
+    assert local, "no `localrule: True` in the workflow"
+    return local
+
+
+def cancel_slurm_jobs_of(*works: Path) -> None:
+    """scancel the SLURM jobs still pending / running from these folders."""
+    out = subprocess.run(["squeue", "-h", "-t", "PENDING,RUNNING,CONFIGURING", "-o", "%i %Z"],
+                         capture_output=True, text=True).stdout
+    left = [line.split()[0] for line in out.splitlines() if any(str(w) in line for w in works)]
+    if left:
+        subprocess.run(["scancel", *left])

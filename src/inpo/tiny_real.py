@@ -19,7 +19,7 @@ ids, paths and sizes; it expects the fixtures in ``resources/tiny_real``):
 - ``prompts/hpdv2``, ``prompts/parti``: links to the real prompt files (``<shared data>/hpdv2``,
   ``<shared data>/parti``);
 - ``evaluators/``: the four real evaluators' weights in their real on-disk formats (folders named
-  after the hub repos they stand in for):
+  after the hub repos they stand in for; written by :func:`inpo.evaluators.testing.write_tiny_evaluators`):
   ``hps/HPS_v2.1_compressed.pt`` and ``hps/HPS_v2_compressed.pt`` (``{"state_dict": ...}`` of an
   open_clip CLIP, as ``xswu/HPSv2``) with the architecture in ``hps/ViT-H-14/open_clip_config.json``
   (open_clip's ``local-dir:`` schema stands in for the built-in name ``ViT-H-14``);
@@ -47,13 +47,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
+
+from .evaluators.testing import TINY_CLIP_ARCH
 
 FAMILIES = ("sd15", "sdxl")
 SPLITS = ("train", "validation", "validation_unique", "test", "test_unique")
-#: OpenAI CLIP image normalisation (open_clip OPENAI_DATASET_MEAN/STD; the laion and openai processors).
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 AESTHETIC_WEIGHTS = "sac+logos+ava1-l14-linearMSE.pth"
 
 
@@ -94,8 +92,7 @@ class TinyRealConfig:
         "text_hidden_size": 32, "text_layers": 2, "text_heads": 2, "text_intermediate_size": 64,
         "text_projection_dim": 32})
     vae_scaling_factor: dict[str, float] = field(default_factory=lambda: {"sd15": 0.18215, "sdxl": 0.13025})
-    clip: dict[str, int] = field(default_factory=lambda: {
-        "image_size": 224, "patch_size": 32, "width": 32, "layers": 2, "heads": 2, "embed_dim": 16})
+    clip: dict[str, int] = field(default_factory=lambda: dict(TINY_CLIP_ARCH))
     aesthetic_projection_dim: int = 768
     pickapic: PickapicMirror = field(default_factory=PickapicMirror)
     seed: int = 0
@@ -253,99 +250,17 @@ def build_pickapic(out: Path, m: PickapicMirror, seed: int = 0) -> dict:
 # --------------------------------------------------------------------------------- evaluators
 
 
-def _open_clip_config(c: dict[str, int], embed_dim: int) -> dict:
-    """``open_clip_config.json`` as the laion hub repos ship it (``model_cfg`` + ``preprocess_cfg``)."""
-    return {
-        "model_cfg": {
-            "embed_dim": embed_dim,
-            "vision_cfg": {"image_size": c["image_size"], "layers": c["layers"], "width": c["width"],
-                           "head_width": c["width"] // c["heads"], "patch_size": c["patch_size"]},
-            "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": c["width"], "heads": c["heads"],
-                         "layers": c["layers"]},
-        },
-        "preprocess_cfg": {"mean": list(CLIP_MEAN), "std": list(CLIP_STD)},
-    }
+def build_evaluators(out: Path, cfg: TinyRealConfig, shared: Path) -> dict[str, dict[str, str]]:
+    """The four evaluators' weights (:func:`inpo.evaluators.testing.write_tiny_evaluators`, the one
+    writer of tiny evaluator checkpoints) with the real aesthetic MLP of the shared data folder;
+    returns their ``evaluator_options``."""
+    from .evaluators.testing import write_tiny_evaluators
 
-
-def _open_clip_model(arch_dir: Path, seed: int):
-    import open_clip
-
-    torch.manual_seed(seed)
-    return open_clip.create_model(f"local-dir:{arch_dir}", pretrained=None).eval()
-
-
-def _hf_clip(c: dict[str, int], projection_dim: int, seed: int, logit_scale: float):
-    from transformers import CLIPConfig, CLIPModel
-
-    torch.manual_seed(seed)
-    common = dict(hidden_size=c["width"], intermediate_size=2 * c["width"], num_attention_heads=c["heads"],
-                  num_hidden_layers=c["layers"], projection_dim=projection_dim)
-    cfg = CLIPConfig(
-        text_config=dict(**common, vocab_size=49408, max_position_embeddings=77, bos_token_id=49406,
-                         eos_token_id=49407, pad_token_id=1),
-        vision_config=dict(**common, image_size=c["image_size"], patch_size=c["patch_size"]),
-        projection_dim=projection_dim,
-    )
-    model = CLIPModel(cfg).eval()
-    with torch.no_grad():
-        model.logit_scale.fill_(float(logit_scale))
-    return model
-
-
-def _hf_clip_repo(out: Path, c: dict[str, int], projection_dim: int, seed: int) -> Path:
-    """A transformers CLIP hub repo as ``openai/clip-vit-large-patch14`` or the laion ones ship it:
-    ``config.json`` + weights (a ``CLIPModel``), ``preprocessor_config.json`` (``CLIPImageProcessor``,
-    resize shortest edge, center crop, bicubic, OpenAI mean / std) and the tokenizer files
-    (``vocab.json``, ``merges.txt``, ...), so ``AutoProcessor`` resolves it to a ``CLIPProcessor``."""
-    from transformers import CLIPImageProcessor
-
-    from .tokenizer import write_clip_tokenizer_files
-
-    _hf_clip(c, projection_dim, seed, logit_scale=float(np.log(100.0))).save_pretrained(str(out), safe_serialization=True)
-    CLIPImageProcessor(
-        size={"shortest_edge": c["image_size"]}, crop_size={"height": c["image_size"], "width": c["image_size"]},
-        do_center_crop=True, image_mean=list(CLIP_MEAN), image_std=list(CLIP_STD), resample=3,
-    ).save_pretrained(str(out))
-    write_clip_tokenizer_files(out)
-    return out
-
-
-def build_evaluators(out: Path, cfg: TinyRealConfig, shared: Path) -> dict[str, str]:
-    """The four evaluators' weights (see the module docstring); returns name -> path."""
-    c = cfg.clip
-    paths: dict[str, str] = {}
-    # CLIP score: the laion hub repo layout (config + open_clip weights in one folder)
-    clip_dir = out / "clip" / "CLIP-ViT-H-14-laion2B-s32B-b79K"
-    clip_dir.mkdir(parents=True, exist_ok=True)
-    (clip_dir / "open_clip_config.json").write_text(json.dumps(_open_clip_config(c, c["embed_dim"]), indent=2))
-    torch.save(_open_clip_model(clip_dir, cfg.seed + 100).state_dict(), clip_dir / "open_clip_pytorch_model.bin")
-    paths["clip"] = str(clip_dir)
-    # HPS v2.0 / v2.1: {"state_dict": ...} of the open_clip architecture in hps/ViT-H-14 (a config only)
-    arch = out / "hps" / "ViT-H-14"
-    arch.mkdir(parents=True, exist_ok=True)
-    (arch / "open_clip_config.json").write_text(json.dumps(_open_clip_config(c, c["embed_dim"]), indent=2))
-    from .evaluators.hps import HPS_FILES
-
-    for k, name in enumerate(sorted(HPS_FILES.values())):
-        torch.save({"state_dict": _open_clip_model(arch, cfg.seed + 200 + k).state_dict()}, out / "hps" / name)
-    paths["hps"] = str(out / "hps")
-    # PickScore: the model (a CLIPModel folder, logit scale 100 as trained) and its processor, which the
-    # reference code loads from another repo (laion/CLIP-ViT-H-14-laion2B-s32B-b79K: a full CLIP repo)
-    ps = out / "pickscore"
-    _hf_clip(c, c["embed_dim"], cfg.seed + 300, logit_scale=float(np.log(100.0))).save_pretrained(
-        str(ps / "PickScore_v1"), safe_serialization=True)
-    _hf_clip_repo(ps / "CLIP-ViT-H-14-laion2B-s32B-b79K", c, c["embed_dim"], cfg.seed + 310)
-    paths["pickscore"] = str(ps)
-    # aesthetic: the real MLP weights + a CLIP whose projected image embedding is 768-d like ViT-L/14
-    aes = out / "aesthetic"
-    aes.mkdir(parents=True, exist_ok=True)
     src = shared / "aesthetic" / AESTHETIC_WEIGHTS
     if not src.is_file():
         raise FileNotFoundError(f"aesthetic MLP weights not found: {src} (set INPO_SHARED_DATA or --shared-data)")
-    _link(src, aes / AESTHETIC_WEIGHTS)
-    _hf_clip_repo(aes / "clip-vit-large-patch14", c, cfg.aesthetic_projection_dim, cfg.seed + 400)
-    paths["aesthetic"] = str(aes)
-    return paths
+    return write_tiny_evaluators(out, aesthetic_weights=src, arch=cfg.clip,
+                                 aesthetic_projection_dim=cfg.aesthetic_projection_dim, seed=cfg.seed)
 
 
 # --------------------------------------------------------------------------------- prompts and API

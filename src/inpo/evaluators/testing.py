@@ -15,8 +15,11 @@ pipelines exercise real loading, preprocessing and scoring without downloads:
   ViT-L/14-shaped (224 px, patch 14, 768-d embedding), tiny widths (:func:`write_tiny_openai_clip`;
   option ``clip_model``); the MLP is the real file or :func:`write_tiny_aesthetic_mlp` (``weights``).
 
-Entry point: :func:`write_tiny_evaluators` writes all four under one folder and returns the
-``evaluator_options`` mapping for them. Models are float32, seeded, and the same for the same seed.
+Entry point: :func:`write_tiny_evaluators` writes all four under one folder in the layouts of the hub
+repos they stand in for (the files the tiny-real paper overlay ``config/tiny_real.yaml`` reads, via
+:mod:`inpo.tiny_real`) and returns the ``evaluator_options`` mapping for them; the writers above are
+its parts, which the parity tests also use one by one. Models are float32, seeded, and the same for
+the same seed. This module is the one home of tiny evaluator checkpoints.
 """
 
 from __future__ import annotations
@@ -47,6 +50,14 @@ TINY_OPENAI_CLIP_CONFIG: dict[str, Any] = {
 }
 TINY_OPENAI_CLIP_NAME = "inpo-tiny-ViT-L-14-openai"
 
+#: the CLIP towers of :func:`write_tiny_evaluators` (open_clip and transformers alike): the real 224 px
+#: input, tiny widths; ``embed_dim``: the joint embedding (the aesthetic CLIP projects to 768 instead)
+TINY_CLIP_ARCH: dict[str, int] = {"image_size": 224, "patch_size": 32, "width": 32, "layers": 2, "heads": 2,
+                                  "embed_dim": 16}
+#: the transformers CLIP of :func:`write_tiny_pickscore` (ViT-H-14's patch 14, GELU)
+TINY_PICKSCORE_ARCH: dict[str, Any] = {"image_size": 224, "patch_size": 14, "width": 32, "layers": 2, "heads": 2,
+                                       "hidden_act": "gelu"}
+
 
 #: ``preprocessor_config.json`` of ``laion/CLIP-ViT-H-14-laion2B-s32B-b79K`` (the PickScore processor):
 #: the old feature-extractor form, without ``processor_class`` (so ``AutoProcessor`` needs the repo's
@@ -74,7 +85,8 @@ def write_open_clip_config(folder: str | Path, name: str = TINY_OPEN_CLIP_NAME,
 
 
 def build_tiny_open_clip(config_path: str | Path, seed: int = 0) -> torch.nn.Module:
-    """A random open_clip CLIP of the architecture in ``config_path`` (registered in open_clip)."""
+    """A random open_clip CLIP of the architecture in ``config_path``: a model-config JSON (registered
+    in open_clip) or ``local-dir:<folder>`` of a hub-layout ``open_clip_config.json``."""
     import open_clip
 
     from inpo.evaluators.common import open_clip_architecture
@@ -159,27 +171,12 @@ def write_tiny_pickscore(folder: str | Path, seed: int = 4) -> tuple[Path, Path]
     ``laion/CLIP-ViT-H-14-laion2B-s32B-b79K`` repo (:data:`LAION_PREPROCESSOR_CONFIG`, the CLIP
     tokenizer files with ``"!"`` padding, ``config.json``), loadable with the model card's
     ``AutoProcessor`` / ``AutoModel``."""
-    from transformers import CLIPConfig, CLIPModel
-
     from inpo.tokenizer import build_clip_tokenizer
 
     folder = Path(folder)
     model_dir, proc_dir = folder / "model", folder / "processor"
-    cfg = CLIPConfig(
-        text_config=dict(hidden_size=32, intermediate_size=64, num_attention_heads=2, num_hidden_layers=2,
-                         vocab_size=49408, max_position_embeddings=77, bos_token_id=49406,
-                         eos_token_id=49407, pad_token_id=1, hidden_act="gelu"),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_attention_heads=2, num_hidden_layers=2,
-                           image_size=224, patch_size=14, hidden_act="gelu"),
-        projection_dim=16,
-        logit_scale_init_value=math.log(100.0),
-    )
-    torch.manual_seed(seed)
-    model = CLIPModel(cfg).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.ndim >= 2:
-                p.normal_(0.0, 0.1)
+    model = build_tiny_hf_clip(TINY_PICKSCORE_ARCH, projection_dim=16, seed=seed)
+    cfg = model.config
     model.save_pretrained(str(model_dir), safe_serialization=True)
     build_clip_tokenizer(proc_dir, pad_token="!")  # vocab.json, merges.txt, tokenizer configs
     (proc_dir / "preprocessor_config.json").write_text(json.dumps(LAION_PREPROCESSOR_CONFIG, indent=2))
@@ -187,34 +184,141 @@ def write_tiny_pickscore(folder: str | Path, seed: int = 4) -> tuple[Path, Path]
     return model_dir, proc_dir
 
 
-def write_tiny_evaluators(folder: str | Path, *, aesthetic_weights: str | Path | None = None,
-                          hps_version: str = "v2.0") -> dict[str, dict[str, str]]:
-    """Write tiny real-format files for all four real evaluators under ``folder``; return their
-    ``evaluator_options`` (``{"hps": {...}, "clip": {...}, "pickscore": {...}, "aesthetic": {...}}``),
-    with ``precision: fp32`` and ``device: cpu``. ``aesthetic_weights``: the real MLP file to use
-    (default: a random one written here)."""
+def build_tiny_hf_clip(arch: dict[str, Any], projection_dim: int, seed: int,
+                       logit_scale: float = math.log(100.0)) -> torch.nn.Module:
+    """A random transformers ``CLIPModel`` (eval mode): both towers ``arch``'s width / layers / heads
+    (MLP 2 x width, ``hidden_act`` if given), the real 49,408-token vocabulary and 77 positions,
+    ``image_size`` / ``patch_size``, weights ~ N(0, 0.1) (scores that differ visibly) and
+    ``logit_scale`` (default log 100, PickScore_v1's trained value)."""
+    from transformers import CLIPConfig, CLIPModel
+
+    common = dict(hidden_size=arch["width"], intermediate_size=2 * arch["width"], num_attention_heads=arch["heads"],
+                  num_hidden_layers=arch["layers"], **({"hidden_act": arch["hidden_act"]} if "hidden_act" in arch else {}))
+    cfg = CLIPConfig(
+        text_config=dict(**common, vocab_size=49408, max_position_embeddings=77, bos_token_id=49406,
+                         eos_token_id=49407, pad_token_id=1),
+        vision_config=dict(**common, image_size=arch["image_size"], patch_size=arch["patch_size"]),
+        projection_dim=projection_dim,
+        logit_scale_init_value=logit_scale,
+    )
+    torch.manual_seed(seed)
+    model = CLIPModel(cfg).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim >= 2:
+                p.normal_(0.0, 0.1)
+    return model
+
+
+def write_tiny_hf_clip_repo(folder: str | Path, arch: dict[str, Any], projection_dim: int, seed: int) -> Path:
+    """A transformers CLIP hub repo as ``openai/clip-vit-large-patch14`` or the laion ones ship it:
+    ``config.json`` + safetensors (a ``CLIPModel``), ``preprocessor_config.json`` (``CLIPImageProcessor``:
+    resize shortest edge, center crop, bicubic, OpenAI mean / std) and the tokenizer files, so that
+    ``AutoProcessor`` resolves it to a ``CLIPProcessor``."""
+    from transformers import CLIPImageProcessor
+
+    from inpo.tokenizer import write_clip_tokenizer_files
+
     folder = Path(folder)
-    hps_ckpt, hps_cfg = write_tiny_hps_checkpoint(folder / "hps", hps_version)
-    clip_ckpt, clip_cfg = write_tiny_open_clip_checkpoint(folder / "clip")
-    pick_model, pick_proc = write_tiny_pickscore(folder / "pickscore")
-    openai_clip = write_tiny_openai_clip(folder / "aesthetic")
-    mlp = Path(aesthetic_weights) if aesthetic_weights else write_tiny_aesthetic_mlp(folder / "aesthetic")
+    build_tiny_hf_clip(arch, projection_dim, seed).save_pretrained(str(folder), safe_serialization=True)
+    size = arch["image_size"]
+    CLIPImageProcessor(
+        size={"shortest_edge": size}, crop_size={"height": size, "width": size}, do_center_crop=True,
+        image_mean=LAION_PREPROCESSOR_CONFIG["image_mean"], image_std=LAION_PREPROCESSOR_CONFIG["image_std"],
+        resample=3,
+    ).save_pretrained(str(folder))
+    write_clip_tokenizer_files(folder)
+    return folder
+
+
+def write_open_clip_repo_config(folder: str | Path, arch: dict[str, Any]) -> str:
+    """``folder/open_clip_config.json`` as the laion hub repos ship it (``model_cfg`` of ``arch``, an
+    open_clip model config, + ``preprocess_cfg``: OpenAI mean / std); returns the open_clip model
+    name ``local-dir:<folder>`` that reads it."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = {"model_cfg": arch, "preprocess_cfg": {"mean": LAION_PREPROCESSOR_CONFIG["image_mean"],
+                                                 "std": LAION_PREPROCESSOR_CONFIG["image_std"]}}
+    (folder / "open_clip_config.json").write_text(json.dumps(cfg, indent=2))
+    return f"local-dir:{folder}"
+
+
+def _link(src: Path, dst: Path) -> Path:
+    if dst.is_symlink() or dst.exists():
+        dst.unlink()
+    dst.symlink_to(Path(src).resolve())
+    return dst
+
+
+def write_tiny_evaluators(folder: str | Path, *, aesthetic_weights: str | Path | None = None,
+                          hps_version: str = "v2.0", arch: dict[str, Any] | None = None,
+                          aesthetic_projection_dim: int = 768, seed: int = 0) -> dict[str, dict[str, str]]:
+    """Tiny random checkpoints of the four real evaluators under ``folder``, in the layouts of the hub
+    repos they stand in for (folders named after them); returns their ``evaluator_options`` (paths
+    relative to the working directory when ``folder`` is).
+
+    - ``clip/CLIP-ViT-H-14-laion2B-s32B-b79K``: ``open_clip_config.json`` + ``open_clip_pytorch_model.bin``
+      (a bare state dict), the laion repo's layout;
+    - ``hps/HPS_v2_compressed.pt`` and ``hps/HPS_v2.1_compressed.pt`` (``{"state_dict": ...}`` as
+      ``xswu/HPSv2``), the architecture in ``hps/ViT-H-14/open_clip_config.json`` (open_clip's
+      ``local-dir:`` stands in for the built-in name ``ViT-H-14``); ``hps_version`` picks the option's;
+    - ``pickscore/PickScore_v1`` (a ``CLIPModel`` folder, logit scale 100) and its processor's repo
+      ``pickscore/CLIP-ViT-H-14-laion2B-s32B-b79K`` (a full transformers CLIP repo);
+    - ``aesthetic/sac+logos+ava1-l14-linearMSE.pth`` (a link to ``aesthetic_weights``, the real MLP,
+      else random weights of its shape) and ``aesthetic/clip-vit-large-patch14`` (as
+      ``openai/clip-vit-large-patch14``: projected image embedding of ``aesthetic_projection_dim``, the
+      MLP's 768 inputs; transformers backend).
+
+    ``arch``: the CLIP towers of all four (:data:`TINY_CLIP_ARCH`; images at the real 224 px).
+    """
+    from inpo.evaluators.aesthetic import WEIGHTS_FILE
+    from inpo.evaluators.hps import HPS_FILES, normalize_hps_version
+
+    a = arch or TINY_CLIP_ARCH
+    oc = {"embed_dim": a["embed_dim"],
+          "vision_cfg": {"image_size": a["image_size"], "layers": a["layers"], "width": a["width"],
+                         "head_width": a["width"] // a["heads"], "patch_size": a["patch_size"]},
+          "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": a["width"], "heads": a["heads"],
+                       "layers": a["layers"]}}
+    folder = Path(folder)
     common = {"precision": "fp32", "device": "cpu"}
+    clip_dir = folder / "clip" / "CLIP-ViT-H-14-laion2B-s32B-b79K"
+    clip_name = write_open_clip_repo_config(clip_dir, oc)
+    torch.save(build_tiny_open_clip(clip_name, seed + 100).state_dict(), clip_dir / "open_clip_pytorch_model.bin")
+    hps_name = write_open_clip_repo_config(folder / "hps" / "ViT-H-14", oc)
+    for k, name in enumerate(sorted(HPS_FILES.values())):
+        torch.save({"state_dict": build_tiny_open_clip(hps_name, seed + 200 + k).state_dict()}, folder / "hps" / name)
+    ps = folder / "pickscore"
+    build_tiny_hf_clip(a, a["embed_dim"], seed + 300).save_pretrained(str(ps / "PickScore_v1"), safe_serialization=True)
+    write_tiny_hf_clip_repo(ps / "CLIP-ViT-H-14-laion2B-s32B-b79K", a, a["embed_dim"], seed + 310)
+    aes = folder / "aesthetic"
+    aes.mkdir(parents=True, exist_ok=True)
+    mlp = _link(Path(aesthetic_weights), aes / WEIGHTS_FILE) if aesthetic_weights \
+        else write_tiny_aesthetic_mlp(aes, seed + 400)
+    write_tiny_hf_clip_repo(aes / "clip-vit-large-patch14", a, aesthetic_projection_dim, seed + 410)
     return {
-        "hps": {"hps_version": hps_version, "checkpoint": str(hps_ckpt), "model_name": str(hps_cfg), **common},
-        "clip": {"pretrained": str(clip_ckpt), "model_name": str(clip_cfg), **common},
-        "pickscore": {"model": str(pick_model), "processor": str(pick_proc), **common},
-        "aesthetic": {"weights": str(mlp), "clip_model": str(openai_clip), **common},
+        "hps": {"hps_version": hps_version, "model_name": hps_name,
+                "checkpoint": str(folder / "hps" / HPS_FILES[normalize_hps_version(hps_version)]), **common},
+        "clip": {"model_name": clip_name, "pretrained": str(clip_dir / "open_clip_pytorch_model.bin"), **common},
+        "pickscore": {"model": str(ps / "PickScore_v1"), "processor": str(ps / "CLIP-ViT-H-14-laion2B-s32B-b79K"),
+                      **common},
+        "aesthetic": {"backend": "transformers", "weights": str(mlp),
+                      "clip_model": str(aes / "clip-vit-large-patch14"), **common},
     }
 
 
 __all__ = [
+    "TINY_CLIP_ARCH",
     "TINY_OPENAI_CLIP_CONFIG",
     "TINY_OPEN_CLIP_CONFIG",
+    "TINY_PICKSCORE_ARCH",
+    "build_tiny_hf_clip",
     "build_tiny_open_clip",
     "write_open_clip_config",
+    "write_open_clip_repo_config",
     "write_tiny_aesthetic_mlp",
     "write_tiny_evaluators",
+    "write_tiny_hf_clip_repo",
     "write_tiny_hps_checkpoint",
     "write_tiny_open_clip_checkpoint",
     "write_tiny_openai_clip",
