@@ -261,6 +261,7 @@ def test_win_rate_headline_verdicts_from_the_table():
         _winrow("kto", "r", 34.0, 29.5, 38.8),
         _winrow("sft", "r", 60.0, 55.1, 64.7), _winrow("sft", "q", 40.0, 35.3, 44.9),
         _winrow("ref", "r", 60.0, 55.1, 64.7), _winrow("ref", "q", 52.0, 47.1, 56.9),
+        _winrow("sd", "r", 83.3, 55.2, 95.3), _winrow("sd", "q", 83.3, 55.2, 95.3),
     ])
     eff = pd.DataFrame({"model": ["inpo", "inpo"], "baseline": ["base", "base"], "effect_sd": [0.2, 0.3]})
     assert t.win_rate_headline(t1, eff) == [
@@ -272,6 +273,7 @@ def test_win_rate_headline_verdicts_from_the_table():
         "interval above 50 %, 1 below",
         "**inpo** is ahead of **ref**: 52.0-60.0 % over 2 (prompt set, evaluator) comparisons, 1 with the "
         "interval above 50 %, 0 below",
+        "**inpo** beats **sd**: 83.3 % over 2 (prompt set, evaluator) comparisons, 2 with the interval above 50 %, 0 below",
     ]
 
 

@@ -39,7 +39,8 @@ def win_rate_headline(winrates: pd.DataFrame, effect: pd.DataFrame | None = None
             how = (f"{r.win_rate_pct:.1f} % of {int(r.n)} prompts, 95 % interval [{r.ci_low_pct:.1f}, "
                    f"{r.ci_high_pct:.1f}] ({r.evaluator}, {r.prompt_set})")
         else:
-            how = (f"{g['win_rate_pct'].min():.1f}-{g['win_rate_pct'].max():.1f} % over {k} (prompt set, evaluator) "
+            lo, hi = f"{g['win_rate_pct'].min():.1f}", f"{g['win_rate_pct'].max():.1f}"
+            how = (f"{lo if lo == hi else f'{lo}-{hi}'} % over {k} (prompt set, evaluator) "
                    f"comparisons, {wins} with the interval above 50 %, {losses} below")
         if effect is not None and len(effect):
             e = effect[(effect["model"] == m) & (effect["baseline"] == b)]["effect_sd"].dropna()
