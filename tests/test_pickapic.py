@@ -324,14 +324,14 @@ def test_image_check_catches_what_training_cannot_decode():
     """The structural JPEG check (no scan decode) against the training's full decode on corrupted
     files: never passes a file training fails on. It also drops files whose scan data holds a marker
     (libjpeg only warns and greys the rest), so "dropped" may exceed "undecodable"."""
-    from inpo.data.pickapic import _decodable, jpeg_structure
+    from inpo.data.pickapic import _decodable, jpeg_probe
 
     rng = np.random.default_rng(0)
     im = Image.fromarray(rng.integers(0, 256, (96, 128, 3), dtype=np.uint8))
     buf = io.BytesIO()
     im.save(buf, format="JPEG", quality=90)
     b = buf.getvalue()
-    n, headers_end = len(b), jpeg_structure(np.frombuffer(b, np.uint8))
+    n, headers_end = len(b), len(jpeg_probe(np.frombuffer(b, np.uint8))) - 2
     assert b[headers_end - 14 : headers_end - 12] == b"\xff\xda"  # SOS of 3 components: 12-byte segment
     assert _decodable(b) and _decodable(b + b"bytes after EOI")
     cases = [b[:k] for k in (3, 20, headers_end - 1, headers_end, headers_end + 1, n // 2, n - 2, n - 1)]
@@ -352,5 +352,5 @@ def test_image_check_catches_what_training_cannot_decode():
     assert sum(t and c for c, t in zip(check, truth)) >= 80  # and most decodable ones pass
     png = io.BytesIO()
     im.save(png, format="PNG")
-    assert jpeg_structure(np.frombuffer(png.getvalue(), np.uint8)) is None  # decoded instead
+    assert jpeg_probe(np.frombuffer(png.getvalue(), np.uint8)) is None  # decoded instead
     assert _decodable(png.getvalue()) and not _decodable(png.getvalue()[:-30])

@@ -232,56 +232,63 @@ _ANY_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _EOI = b"\xff\xd9"
 
 
-def jpeg_structure(a: np.ndarray) -> int | None:
-    """Walk the markers of a JPEG (``a``: its bytes as uint8) the way libjpeg reads them.
+def jpeg_probe(a: np.ndarray) -> bytes | None:
+    """Walk the markers of a JPEG (``a``: its bytes as uint8) the way libjpeg reads them; return its
+    headers as a JPEG of its own for libjpeg to check.
 
     Returns ``None`` when ``a`` is not a sequential Huffman JPEG (no SOI; progressive, lossless or
-    arithmetic-coded: decode it instead), ``0`` when it is broken, else the offset where the first
-    scan's entropy-coded data begins (the headers end). Intact means: SOI, then segments whose
-    lengths fit in the file, exactly one SOF0/SOF1 before the first SOS, every scan's entropy-coded
-    data holding no marker but byte stuffing (``FF 00``), fill bytes (``FF FF``) and ``RSTn``, and an
-    EOI after the last scan (bytes after EOI are ignored, as libjpeg does). A file cut anywhere has
-    no EOI after its last scan; a marker inside the scan data (what a corrupt byte ``FF`` makes) ends
-    the scan early, where libjpeg fills the rest of the image with grey."""
+    arithmetic-coded: decode it instead), ``b""`` when it is broken, else the *probe*: every byte up
+    to the first scan's entropy-coded data, then EOI, with the frame's size set to 8x8 px (so that
+    decoding it costs one block; a zero width or height is broken: libjpeg rejects it). Intact means:
+    SOI, then segments whose lengths fit in the file, exactly one SOF0/SOF1 before the first SOS,
+    every scan's entropy-coded data holding no marker but byte stuffing (``FF 00``), fill bytes
+    (``FF FF``) and ``RSTn``, and an EOI after the last scan (bytes after EOI are ignored, as libjpeg
+    does). A file cut anywhere has no EOI after its last scan; a marker inside the scan data (what a
+    corrupt byte ``FF`` makes) ends the scan early, where libjpeg greys the rest of the image."""
     n = a.size
     if n < 4 or a[0] != 0xFF or a[1] != 0xD8:
         return None
-    i, frame, headers_end = 2, False, 0
+    i, frame, headers_end = 2, 0, 0
     while True:
         if i >= n or a[i] != 0xFF:
-            return 0  # garbage where a marker must be
+            return b""  # garbage where a marker must be
         while i < n and a[i] == 0xFF:  # fill bytes
             i += 1
         if i >= n:
-            return 0
+            return b""
         m = int(a[i])
         i += 1
         if m == 0xD9:  # EOI
-            return headers_end if headers_end else 0
+            break
         if m == 0x01 or 0xD0 <= m <= 0xD7:  # TEM, RSTn: no length
             continue
         if i + 2 > n:
-            return 0
+            return b""
         length = (int(a[i]) << 8) | int(a[i + 1])
         if length < 2 or i + length > n:
-            return 0
+            return b""
         if m in _ANY_SOF:
             if m not in _SEQUENTIAL_SOF:
                 return None
-            if frame:
-                return 0
-            frame = True
+            if frame or length < 8 or not (a[i + 3] or a[i + 4]) or not (a[i + 5] or a[i + 6]):
+                return b""  # a second frame, or a frame of zero height / width
+            frame = i
         i += length
         if m == 0xDA:  # SOS: its entropy-coded data runs to the next marker that is not RSTn
             if not frame:
-                return 0
+                return b""
             headers_end = headers_end or i
             ff = np.flatnonzero(a[i : n - 1] == 0xFF) + i
             nxt = a[ff + 1]
             marker = ff[(nxt != 0x00) & (nxt != 0xFF) & ((nxt < 0xD0) | (nxt > 0xD7))]
             if not marker.size:
-                return 0  # cut inside the scan
+                return b""  # cut inside the scan
             i = int(marker[0])
+    if not headers_end:
+        return b""
+    probe = bytearray(a[:headers_end].tobytes())
+    probe[frame + 3 : frame + 7] = b"\x00\x08\x00\x08"  # height, width
+    return bytes(probe) + _EOI
 
 
 def _decodes(b: bytes) -> bool:
@@ -300,18 +307,18 @@ def _decodable(b: bytes | memoryview | None) -> bool:
     """Whether ``b`` is an image training can decode (:func:`_decode`).
 
     A sequential JPEG (all Pick-a-Pic images) is checked without decoding its scans: its marker
-    structure (:func:`jpeg_structure`: catches a file cut at any point and markers inside the scan
-    data), then libjpeg decodes its headers alone (the headers followed by EOI, 1/8 scale: catches
+    structure (:func:`jpeg_probe`: catches a file cut at any point and markers inside the scan
+    data), then libjpeg decodes its headers alone (the headers followed by EOI, 8x8 px: catches
     bad quantisation / Huffman tables, frame and scan headers). Corrupt bits in the entropy-coded data
     that make no marker are not caught, as libjpeg itself only warns on them and decodes garbage.
     Anything else (PNG, progressive JPEG, ...) is decoded. ~5x faster than a 1/8-scale decode of the
     whole file (benchmarks/data_throughput.py prints both)."""
     if b is None or len(b) == 0:
         return False
-    headers_end = jpeg_structure(np.frombuffer(b, dtype=np.uint8))
-    if headers_end is None:
+    probe = jpeg_probe(np.frombuffer(b, dtype=np.uint8))
+    if probe is None:
         return _decodes(bytes(b))
-    return headers_end > 0 and _decodes(bytes(b[:headers_end]) + _EOI)
+    return bool(probe) and _decodes(probe)
 
 
 def _binary_values(arr: pa.Array) -> list[memoryview | bytes | None]:
@@ -437,8 +444,9 @@ def _filter_shard(job: _ShardJob) -> dict:
                                     ok[pos[start + j]] = _decodable(v0[j]) and _decodable(v1[j])
                             if writer is not None:
                                 good = sel[ok[pos[start + sel]]]
-                                if good.size:
-                                    rows = pa.Table.from_batches([batch]).take(pa.array(good))
+                                # runs of consecutive kept rows, written as zero-copy slices
+                                for run in np.split(good, np.flatnonzero(np.diff(good) != 1) + 1) if good.size else ():
+                                    rows = pa.Table.from_batches([batch.slice(int(run[0]), run.size)])
                                     writer.write_table(rows.cast(_PACK_SCHEMA), row_group_size=1)
                         start = stop
                         if start >= n:
