@@ -30,10 +30,11 @@ def pairs(tmp_path_factory, jpeg, write_shard):
     return root
 
 
-def cfg(B, A, updates=3, workers=0):
+def cfg(B, A, updates=3, workers=0, prefetch=2):
     return train_config_from_dict({
         "output_dir": "unused", "state_dir": "unused",
-        "data": {"kind": "pairs", "index": "unused", "resolution": 8, "num_workers": workers},
+        "data": {"kind": "pairs", "index": "unused", "resolution": 8, "num_workers": workers,
+                 "prefetch_factor": prefetch},
         "micro_batch_size": B, "grad_accum": A, "max_updates": updates, "seed": 5,
     })
 
@@ -59,6 +60,15 @@ def test_workers_equal_in_process_and_cover_the_stream(pairs):
     perm = PairStream(N, 5).permutation(0).tolist()
     assert flat(a, "index")[:N] == perm
     assert [c for b in a for c in b["caption"]][:3] == [f"pair {i}" for i in perm[:3]]
+
+
+def test_prefetch_depth_is_configured_and_changes_nothing(pairs):
+    c = cfg(2, 2, workers=2, prefetch=3)
+    ds = PreferencePairs(pairs / "pairs.parquet", 8, seed=c.seed)
+    assert micro_batch_loader(ds, PairStream(len(ds), c.seed), c, 1, 0).prefetch_factor == 3
+    assert [b["index"] for b in batches(pairs, c)] == [b["index"] for b in batches(pairs, cfg(2, 2))]
+    with pytest.raises(ValueError, match="prefetch_factor >= 1"):
+        cfg(1, 1, workers=2, prefetch=0)
 
 
 def test_batch_accumulation_processes_and_resume_see_the_same_pairs(pairs):

@@ -89,6 +89,10 @@ class DataConfig:
     toy_world: dict[str, Any] = field(default_factory=dict)
     """Keyword options of :class:`inpo.data.toy.ToyWorld` (``toy_images``)."""
     num_workers: int = 0
+    """DataLoader worker processes per rank that read, decode and preprocess micro-batches (0: in
+    the training process)."""
+    prefetch_factor: int = 2
+    """Micro-batches each worker loads ahead of the step (torch's default 2; used when num_workers > 0)."""
 
 
 @dataclass
@@ -183,6 +187,9 @@ def validate(cfg: TrainConfig) -> None:
     method.validate(m)
     if cfg.micro_batch_size < 1 or cfg.grad_accum < 1 or cfg.max_updates < 0:
         raise ValueError("micro_batch_size and grad_accum must be >= 1, max_updates >= 0")
+    if cfg.data.num_workers < 0 or cfg.data.prefetch_factor < 1:
+        raise ValueError(f"data: need num_workers >= 0 and prefetch_factor >= 1, got "
+                         f"{cfg.data.num_workers} and {cfg.data.prefetch_factor}")
     if cfg.data.kind == "pairs" and not cfg.data.index:
         raise ValueError("data.index: the filtered pair index is required for data.kind = pairs")
     if cfg.data.kind == "toy_images" and method.needs(m).loser:
