@@ -51,6 +51,8 @@ DROP_REASONS: tuple[str, ...] = ("no_label", "tie", "invalid_label", "undecodabl
 
 #: Columns of an image pack file (one pair per row group; see :func:`filter_pairs`).
 PACK_COLUMNS: tuple[str, ...] = ("jpg_0", "jpg_1")
+#: Index schema metadata key: the size the pack's images were fitted to (absent: original images).
+PACK_RESOLUTION_KEY = b"inpo.pack_resolution"
 
 #: Arrow schema of the public ``yuvalkirstain/pickapic_v2`` parquet shards (for synthetic / toy shards).
 PICKAPIC_V2_SCHEMA = pa.schema(
@@ -369,6 +371,7 @@ class _ShardJob:
     image_batch_rows: int
     pack_path: str | None  # where to write the pack file (a temporary folder), None: no pack
     pack_ref: str | None  # the pack file's path as recorded in the index
+    pack_resolution: int | None  # images stored resized + centre-cropped to this size (PNG), None: as is
 
 
 def _index_schema(has_ranking: bool) -> pa.Schema:
@@ -407,6 +410,8 @@ def _filter_shard(job: _ShardJob) -> dict:
         if job.pack_path else None
     )
     read_images = job.check_images or writer is not None
+    if job.pack_resolution is not None and writer is None:
+        raise ValueError("pack_resolution needs an image pack (images_dir)")
     offset = packed = 0
     try:
         for rg in range(pf.metadata.num_row_groups):
@@ -438,8 +443,16 @@ def _filter_shard(job: _ShardJob) -> dict:
                         stop = min(start + batch.num_rows, n)
                         sel = np.flatnonzero(want[start:stop])
                         if sel.size:
-                            if job.check_images:
-                                v0, v1 = _binary_values(batch.column(0)), _binary_values(batch.column(1))
+                            v0, v1 = _binary_values(batch.column(0)), _binary_values(batch.column(1))
+                            if job.pack_resolution is not None:  # decoded anyway: the decode is the check
+                                fitted: list[tuple[bytes, bytes] | None] = [None] * len(v0)
+                                for j in sel:
+                                    fitted[j] = _fit_png(v0[j], v1[j], job.pack_resolution)
+                                ok[pos[start + sel]] = [fitted[j] is not None for j in sel]
+                                batch = pa.record_batch(
+                                    [pa.array([f[k] if f is not None else None for f in fitted], pa.binary())
+                                     for k in (0, 1)], schema=_PACK_SCHEMA)
+                            elif job.check_images:
                                 for j in sel:
                                     ok[pos[start + j]] = _decodable(v0[j]) and _decodable(v1[j])
                             if writer is not None:
@@ -489,6 +502,7 @@ def filter_pairs(
     images_dir: str | os.PathLike | None = None,
     num_proc: int = 1,
     image_batch_rows: int = 16,
+    pack_resolution: int | None = None,
 ) -> dict:
     """Filter the shards of ``source``; write the filtered-pairs index, the manifest and, given
     ``images_dir``, the image pack.
@@ -504,6 +518,13 @@ def filter_pairs(
     shards are filtered at once, each in its own process; images are read in batches of
     ``image_batch_rows`` rows, never a whole row group. An unreadable page raises
     :class:`ShardReadError` naming the shard and row group; nothing is left behind on failure.
+
+    ``pack_resolution`` (needs ``images_dir``): the pack holds every image decoded, resized and
+    centre-cropped to that size (:func:`fit_square`, training's own transform) and stored as PNG, so
+    training skips the resize and gets the same pixels; an image that does not decode drops its pair
+    (``undecodable_image``), whether or not ``check_images``. None (default): the original bytes, resized
+    at training time as the paper's reference code does. The index records the size
+    (:data:`PACK_RESOLUTION_KEY`) and :class:`PreferencePairs` refuses another training resolution.
     Returns the manifest dict (also written to ``out_manifest``).
     """
     files = resolve_shards(source, split)
@@ -529,6 +550,7 @@ def filter_pairs(
             image_batch_rows=int(image_batch_rows),
             pack_path=str(tmp_pack / name) if tmp_pack is not None else None,
             pack_ref=os.path.relpath(pack_dir / name, out_index.parent) if pack_dir is not None else None,
+            pack_resolution=int(pack_resolution) if pack_resolution is not None else None,
         ))
     try:
         if tmp_pack is not None:
@@ -543,6 +565,8 @@ def filter_pairs(
         else:
             results = [_filter_shard(j) for j in jobs]
         index = pa.concat_tables([r["index"] for r in results])
+        if pack_resolution is not None:
+            index = index.replace_schema_metadata({PACK_RESOLUTION_KEY: str(int(pack_resolution))})
         pq.write_table(index, tmp_index, compression="zstd")
         if pack_dir is not None:
             shutil.rmtree(pack_dir, ignore_errors=True)
@@ -574,6 +598,7 @@ def filter_pairs(
                    for j, r in zip(jobs, results)],
         "index": str(out_index),
         "images_dir": str(pack_dir) if pack_dir is not None else None,
+        "pack_resolution": pack_resolution,
         "images_bytes": sum(f.stat().st_size for f in pack_dir.glob("*.parquet")) if pack_dir is not None else None,
     }
     _write_json_atomic(out_manifest, manifest)
@@ -680,20 +705,50 @@ def _decode(b: bytes | None, shard: str, row: int, column: str) -> Image.Image:
         ) from e
 
 
-def preprocess(img: Image.Image, resolution: int, *, flip: bool, center_crop: bool = True):
-    """Resize shorter side to ``resolution`` (bilinear, antialiased) -> center (or top-left) crop ->
-    optional horizontal flip -> FloatTensor[3, R, R] in [-1, 1]."""
-    import torch
-    import torchvision.transforms.functional as TF
-    from torchvision.transforms import InterpolationMode
+def fit_square(img: Image.Image, resolution: int, *, center_crop: bool = True) -> Image.Image:
+    """Resize the shorter side to ``resolution`` (PIL bilinear, antialiased; the longer side
+    ``int(resolution * long / short)``), then crop ``resolution`` x ``resolution`` at the centre
+    (offsets rounded) or the top-left: torchvision's ``Resize(resolution)`` + ``CenterCrop`` on a PIL
+    image, as Diffusion-DPO's train.py does, pixel for pixel. An image already ``resolution`` px
+    square is returned as is, so a pack pre-resized with it gives training the same pixels."""
+    w, h = img.size
+    short, long = (w, h) if w <= h else (h, w)
+    new_long = int(resolution * long / short)
+    size = (resolution, new_long) if w <= h else (new_long, resolution)
+    if size != img.size:
+        img = img.resize(size, Image.BILINEAR)
+    if size == (resolution, resolution):
+        return img
+    top = int(round((size[1] - resolution) / 2.0)) if center_crop else 0
+    left = int(round((size[0] - resolution) / 2.0)) if center_crop else 0
+    return img.crop((left, top, left + resolution, top + resolution))
 
-    img = TF.resize(img, resolution, interpolation=InterpolationMode.BILINEAR, antialias=True)
-    if center_crop:
-        img = TF.center_crop(img, [resolution, resolution])
-    else:
-        img = TF.crop(img, 0, 0, resolution, resolution)
+
+def _fit_png(b0, b1, resolution: int) -> tuple[bytes, bytes] | None:
+    """Both images of a pair fitted to ``resolution`` (:func:`fit_square`, centre crop) as PNG (lossless,
+    zlib level 1), or None when either does not decode."""
+    out = []
+    for b in (b0, b1):
+        if b is None or len(b) == 0:
+            return None
+        try:
+            with Image.open(io.BytesIO(b)) as im:
+                img = fit_square(im.convert("RGB"), resolution)
+        except Exception:  # noqa: BLE001 - any decoder failure means "undecodable"
+            return None
+        buf = io.BytesIO()
+        img.save(buf, format="PNG", compress_level=1)
+        out.append(buf.getvalue())
+    return out[0], out[1]
+
+
+def preprocess(img: Image.Image, resolution: int, *, flip: bool, center_crop: bool = True):
+    """:func:`fit_square` -> optional horizontal flip -> FloatTensor[3, R, R] in [-1, 1]."""
+    import torch
+
+    img = fit_square(img, resolution, center_crop=center_crop)
     if flip:
-        img = TF.hflip(img)
+        img = img.transpose(Image.FLIP_LEFT_RIGHT)
     x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float()
     return x / 127.5 - 1.0
 
@@ -733,6 +788,12 @@ class PreferencePairs:
         self.winners_only = bool(winners_only)
         self.epoch = 0
         t = pq.read_table(self.index_path, columns=["shard", "row", "caption", "winner"])
+        packed = (t.schema.metadata or {}).get(PACK_RESOLUTION_KEY)
+        if packed is not None and (int(packed) != self.resolution or not self.center_crop):
+            raise ValueError(
+                f"{self.index_path}: its image pack holds images fitted to {int(packed)} px (centre crop); "
+                f"training asks for {self.resolution} px{'' if self.center_crop else ', top-left crop'}: "
+                "filter again with pack_resolution matching data.resolution, or without it")
         shard = pc.dictionary_encode(t["shard"]).combine_chunks()
         base = self.index_path.parent
         self.shards = [p if os.path.isabs(p) else str(base / p) for p in shard.dictionary.to_pylist()]
