@@ -8,6 +8,9 @@ in row groups of hundreds of rows, so reading one pair from a source shard reads
 shard with one pair per row group, uncompressed, no statistics. Reading a pair from the pack then
 reads that pair's two column chunks and nothing else (read amplification ~1.0x in any order, see
 benchmarks/data_throughput.py), and the pack is an ordinary shard of columns ``jpg_0`` / ``jpg_1``.
+With ``pack_resolution`` the pack holds the images already resized and centre-cropped for training
+(PNG, the same pixels as resizing at training time); by default the original bytes, as the paper's
+reference code resizes at training time.
 
 Filtered-pairs index (see docs/CONVENTIONS.md): parquet with one row per kept pair,
 ``shard`` (path of the file holding the pair's image bytes: the pack file, or the source shard
