@@ -310,7 +310,7 @@ def main() -> int:
                              pack_resolution=res)
             fs, fc = time.perf_counter() - t, time.process_time() - c
             per_pair = m["images_bytes"] / m["pairs_kept"]
-            print(f"  pre-resized pack (pack_resolution={res}, PNG): filter {fc / m['rows_in'] * 1000:.1f} CPU s per "
+            print(f"  pre-resized pack (pack_resolution={res}, PPM): filter {fc / m['rows_in'] * 1000:.1f} CPU s per "
                   f"1,000 rows ({fs / m['rows_in'] * 1000:.1f} s wall); {per_pair / 1e6:.3f} MB per pair, "
                   f"{per_pair * FULL_SET_PAIRS / 1e12:.2f} TB for the full set of {FULL_SET_PAIRS:,} pairs")
             _load(fit, res, min(a.throughput_pairs, rows), "pre-resized pack")

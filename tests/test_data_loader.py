@@ -148,7 +148,7 @@ def test_fit_square_is_torchvisions_resize_and_crop(size, center):
 
 
 def test_pre_resized_pack_gives_training_the_same_pixels_and_losses(tmp_path, jpeg, write_shard):
-    """filter_pairs(pack_resolution=R): PNGs of R x R in the pack, the same tensors (flips included)
+    """filter_pairs(pack_resolution=R): PPMs of R x R in the pack, the same tensors (flips included)
     and the same training losses as resizing at training time; another resolution is refused."""
     from PIL import Image
     from train_utils import RESOLUTION, build_world, make_run_cfg, read_log
@@ -164,7 +164,7 @@ def test_pre_resized_pack_gives_training_the_same_pixels_and_losses(tmp_path, jp
     a, b = PreferencePairs(world / "pairs.parquet", RESOLUTION, seed=3), PreferencePairs(world / "fit.parquet",
                                                                                          RESOLUTION, seed=3)
     raw = b.image_bytes(0)[0]
-    assert raw[:8] == b"\x89PNG\r\n\x1a\n" and Image.open(io.BytesIO(raw)).size == (RESOLUTION, RESOLUTION)
+    assert raw[:2] == b"P6" and len(raw) == 3 * RESOLUTION**2 + len(b"P6\n16 16\n255\n") and Image.open(io.BytesIO(raw)).size == (RESOLUTION, RESOLUTION)
     for epoch in (0, 1):
         a.set_epoch(epoch)
         b.set_epoch(epoch)

@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "row group; the index then points into it): training reads each pair's bytes once")
     f.add_argument("--num-proc", type=int, default=1, help="shards filtered at once, one process each")
     f.add_argument("--pack-resolution", type=int, help="store the pack's images resized and centre-cropped to "
-                   "this size (PNG; training's own transform, so the same pixels): needs --images-dir")
+                   "this size (PPM, raw RGB; training's own transform, so the same pixels): needs --images-dir")
     f.set_defaults(func=cmd_filter)
 
     r = sub.add_parser(
