@@ -14,10 +14,21 @@ rows per group), then for every (resolution, layout):
 3. loads pairs (read + decode + resize/crop/flip to a tensor at the image's resolution) in the
    training order in one worker process (torch threads 1, as in a DataLoader worker) from the page
    cache: pairs per CPU second of the worker (what one core delivers; the wall-clock rate, also
-   printed, depends on the machine's other load) and the worker's peak RSS.
+   printed, depends on the machine's other load) and the worker's peak RSS;
+4. the image check alone (``check``): CPU ms per image of the filter's check (JPEG structure + a
+   libjpeg decode of the headers) beside a 1/8-scale decode of the whole file (the previous check)
+   and the training's full decode;
+5. the pre-resized pack (``fit``, ``filter_pairs(pack_resolution=res)``): filter CPU s per 1,000
+   rows, disk per pair and for the full set (851,293 pairs), and one worker's pairs per CPU second
+   loading from it.
+
+Filter times per 1,000 rows are also scaled to the real set's ~345 KB of image bytes per row
+(335 GB / 959,040 rows; an estimate: the check's cost grows with the bytes).
 
     python benchmarks/data_throughput.py [--root /tmp/inpo_bench_throughput] [--rows-512 1000]
-        [--rows-1024 500] [--throughput-pairs 150]
+        [--rows-1024 500] [--throughput-pairs 150] [--parts filter,read,load,check,fit]
+
+The filter's main-process peak RSS at full size (959,040 rows) is benchmarks/filter_pickapic.py's.
 """
 
 from __future__ import annotations
@@ -40,6 +51,9 @@ LAYOUTS = (100, 1000)
 TARGET_AMPLIFICATION = 1.2
 TARGET_PAIRS_S = {512: 25.0, 1024: 10.0}
 TARGET_FILTER_S_PER_10K = 30.0
+REAL_BYTES_PER_ROW = 335e9 / 959_040  # Pick-a-Pic v2 train: ~335 GB of parquet over 959,040 rows
+FULL_SET_PAIRS = 851_293
+PARTS = ("filter", "read", "load", "check", "fit")
 
 
 _GRAIN: dict[int, np.ndarray] = {}
@@ -191,6 +205,30 @@ def _run_child(*args) -> dict:
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
+def _check_ms(src: Path, n: int) -> dict[str, float]:
+    """CPU ms per image: the filter's check, a 1/8-scale decode of the whole file, the full decode."""
+    import pyarrow.parquet as pq
+
+    from inpo.data.pickapic import _decodable, _decodes
+
+    t = pq.ParquetFile(src / "train-00000-of-00001.parquet").read_row_group(0, columns=["jpg_0", "jpg_1"])
+    images = (t.column(0).to_pylist() + t.column(1).to_pylist())[:n]
+
+    def full(b: bytes) -> None:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(b)) as im:
+            im.load()
+
+    out = {}
+    for name, fn in (("check", _decodable), ("decode 1/8", _decodes), ("full decode", full)):
+        c = time.process_time()
+        for b in images:
+            fn(b)
+        out[name] = (time.process_time() - c) / len(images) * 1e3
+    return out
+
+
 def _page_cache(paths) -> None:
     for p in paths:
         with open(p, "rb") as fh:
@@ -206,6 +244,7 @@ def main() -> int:
     ap.add_argument("--throughput-pairs", type=int, default=150)
     ap.add_argument("--baseline-pairs", type=int, default=40)
     ap.add_argument("--repeats", type=int, default=3, help="epochs read from storage per pack (median printed)")
+    ap.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {PARTS}")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -213,28 +252,41 @@ def main() -> int:
         return 0
     from inpo.data.pickapic import filter_pairs
 
+    parts = set(a.parts.split(","))
+    if parts - set(PARTS):
+        ap.error(f"--parts: unknown {sorted(parts - set(PARTS))}; choose from {PARTS}")
     ok = True
-    can_drop = _drop_caches()
-    if not can_drop:
+    can_drop = "read" in parts and _drop_caches()
+    if "read" in parts and not can_drop:
         print("cannot drop the page cache (not root): read amplification is not measured")
     for res, rows in ((512, a.rows_512), (1024, a.rows_1024)):
         t = time.perf_counter()
         mirrors = build_mirror(a.root, res, rows, seed=res)
         shard_mb = (mirrors[100] / "train-00000-of-00001.parquet").stat().st_size / 2**20
-        print(f"\n== {res} px: {rows} rows, {shard_mb:.0f} MiB per layout, mirror ready in {time.perf_counter() - t:.0f} s")
+        row_kb = shard_mb * 2**20 / rows / 1e3
+        print(f"\n== {res} px: {rows} rows, {shard_mb:.0f} MiB per layout ({row_kb:.0f} KB per row), mirror "
+              f"ready in {time.perf_counter() - t:.0f} s")
+        if "check" in parts:
+            ms = _check_ms(mirrors[100], 400)
+            print(f"  image check, CPU ms per image: {ms['check']:.2f} (structure + headers); a 1/8-scale decode "
+                  f"{ms['decode 1/8']:.2f}, the full decode {ms['full decode']:.2f}")
         for L, src in mirrors.items():
+            if not parts & {"filter", "read", "load"}:
+                break
             out = a.root / f"filtered_{res}_rg{L}"
             t, c = time.perf_counter(), time.process_time()
             m = filter_pairs(src, out / "pairs.parquet", out / "pairs.json", check_images=True,
                              images_dir=out / "pairs_images", num_proc=1)
             fs, fc = time.perf_counter() - t, time.process_time() - c
             per_k = fc / m["rows_in"] * 1000
-            ok &= per_k * 10 <= TARGET_FILTER_S_PER_10K
+            real_k = per_k * REAL_BYTES_PER_ROW / (row_kb * 1e3)
+            ok &= real_k * 10 <= TARGET_FILTER_S_PER_10K
             filter_pairs(src, out / "src.parquet", out / "src.json")  # index on the source shards
             print(f"  [{L}-row groups] filter (check_images, 1 process): {per_k:.2f} CPU s per 1,000 rows "
-                  f"({fs / m['rows_in'] * 1000:.2f} s wall) "
+                  f"({fs / m['rows_in'] * 1000:.2f} s wall; {real_k:.2f} CPU s per 1,000 real-sized rows of "
+                  f"{REAL_BYTES_PER_ROW / 1e3:.0f} KB, target <= {TARGET_FILTER_S_PER_10K / 10:.1f}) "
                   f"({m['pairs_kept']} pairs kept, pack {m['images_bytes'] / 2**20:.0f} MiB)")
-            if can_drop:
+            if "read" in parts and can_drop:
                 for name, n, reps in (("pack", "all", a.repeats), ("source shards (old way)", a.baseline_pairs, 1)):
                     runs = []
                     for _ in range(reps):
@@ -249,14 +301,31 @@ def main() -> int:
                           f"{r['read'] / r['pairs'] / 1e6:.3f} MB read per pair, {r['used'] / r['pairs'] / 1e6:.3f} MB "
                           f"used per pair, amplification {amp:.2f}x ({r['pairs'] / r['s']:.0f} pairs/s)")
         out = a.root / f"filtered_{res}_rg{LAYOUTS[0]}"
-        _page_cache([out / "pairs.parquet", *sorted((out / "pairs_images").glob("*.parquet"))])
-        r = _run_child("load", out / "pairs.parquet", res, min(a.throughput_pairs, rows))
-        ok &= r["pairs_s"] >= TARGET_PAIRS_S[res]
-        print(f"  one worker, page-cached pack, {res} px: {r['pairs_cpu_s']:.1f} pairs per CPU second "
-              f"(target >= {TARGET_PAIRS_S[res]:.0f}/s), {r['pairs_s']:.1f} pairs/s wall on this shared machine "
-              f"(load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores), peak RSS {r['peak_rss_mb']:.0f} MiB")
+        if "load" in parts:
+            ok &= _load(out, res, min(a.throughput_pairs, rows), "pack")
+        if "fit" in parts:
+            fit = a.root / f"fitted_{res}"
+            t, c = time.perf_counter(), time.process_time()
+            m = filter_pairs(mirrors[100], fit / "pairs.parquet", fit / "pairs.json", images_dir=fit / "pairs_images",
+                             pack_resolution=res)
+            fs, fc = time.perf_counter() - t, time.process_time() - c
+            per_pair = m["images_bytes"] / m["pairs_kept"]
+            print(f"  pre-resized pack (pack_resolution={res}, PPM): filter {fc / m['rows_in'] * 1000:.1f} CPU s per "
+                  f"1,000 rows ({fs / m['rows_in'] * 1000:.1f} s wall); {per_pair / 1e6:.3f} MB per pair, "
+                  f"{per_pair * FULL_SET_PAIRS / 1e12:.2f} TB for the full set of {FULL_SET_PAIRS:,} pairs")
+            _load(fit, res, min(a.throughput_pairs, rows), "pre-resized pack")
     print(f"\ntargets: {'MET' if ok else 'MISSED'}")
     return 0 if ok else 1
+
+
+def _load(out: Path, res: int, n: int, what: str) -> bool:
+    """One worker loading ``n`` pairs from the page-cached pack at ``out``; prints and returns target met."""
+    _page_cache([out / "pairs.parquet", *sorted((out / "pairs_images").glob("*.parquet"))])
+    r = _run_child("load", out / "pairs.parquet", res, n)
+    print(f"  one worker, page-cached {what}, {res} px: {r['pairs_cpu_s']:.1f} pairs per CPU second "
+          f"(target >= {TARGET_PAIRS_S[res]:.0f}/s), {r['pairs_s']:.1f} pairs/s wall on this shared machine "
+          f"(load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores), peak RSS {r['peak_rss_mb']:.0f} MiB")
+    return r["pairs_s"] >= TARGET_PAIRS_S[res]
 
 
 if __name__ == "__main__":

@@ -30,10 +30,11 @@ def pairs(tmp_path_factory, jpeg, write_shard):
     return root
 
 
-def cfg(B, A, updates=3, workers=0):
+def cfg(B, A, updates=3, workers=0, prefetch=2):
     return train_config_from_dict({
         "output_dir": "unused", "state_dir": "unused",
-        "data": {"kind": "pairs", "index": "unused", "resolution": 8, "num_workers": workers},
+        "data": {"kind": "pairs", "index": "unused", "resolution": 8, "num_workers": workers,
+                 "prefetch_factor": prefetch},
         "micro_batch_size": B, "grad_accum": A, "max_updates": updates, "seed": 5,
     })
 
@@ -59,6 +60,15 @@ def test_workers_equal_in_process_and_cover_the_stream(pairs):
     perm = PairStream(N, 5).permutation(0).tolist()
     assert flat(a, "index")[:N] == perm
     assert [c for b in a for c in b["caption"]][:3] == [f"pair {i}" for i in perm[:3]]
+
+
+def test_prefetch_depth_is_configured_and_changes_nothing(pairs):
+    c = cfg(2, 2, workers=2, prefetch=3)
+    ds = PreferencePairs(pairs / "pairs.parquet", 8, seed=c.seed)
+    assert micro_batch_loader(ds, PairStream(len(ds), c.seed), c, 1, 0).prefetch_factor == 3
+    assert [b["index"] for b in batches(pairs, c)] == [b["index"] for b in batches(pairs, cfg(2, 2))]
+    with pytest.raises(ValueError, match="prefetch_factor >= 1"):
+        cfg(1, 1, workers=2, prefetch=0)
 
 
 def test_batch_accumulation_processes_and_resume_see_the_same_pairs(pairs):
@@ -115,3 +125,64 @@ def test_random_order_reads_what_it_uses(pairs, monkeypatch, index, bound):
         used += sum(len(b) for b in ds.image_bytes(int(i)))
     ratio = _Counting.total / used
     assert (ratio <= bound) if index == "pairs.parquet" else (ratio > bound), ratio
+
+
+@pytest.mark.parametrize("size", [(37, 23), (23, 37), (64, 64), (16, 16), (15, 41), (100, 9)])
+@pytest.mark.parametrize("center", [True, False])
+def test_fit_square_is_torchvisions_resize_and_crop(size, center):
+    """One transform for the pre-resized pack and training: torchvision's Resize + CenterCrop (the
+    reference code's), pixel for pixel; applied twice it changes nothing (so a fitted pack is exact)."""
+    import torchvision.transforms.functional as TF
+    from PIL import Image
+    from torchvision.transforms import InterpolationMode
+
+    from inpo.data.pickapic import fit_square
+
+    rgb = np.random.default_rng(sum(size)).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    img = Image.fromarray(rgb)
+    ref = TF.resize(img, 16, interpolation=InterpolationMode.BILINEAR, antialias=True)
+    ref = TF.center_crop(ref, [16, 16]) if center else TF.crop(ref, 0, 0, 16, 16)
+    got = fit_square(img, 16, center_crop=center)
+    assert got.size == (16, 16) and np.array_equal(np.asarray(got), np.asarray(ref))
+    assert np.array_equal(np.asarray(fit_square(got, 16, center_crop=center)), np.asarray(got))
+
+
+def test_pre_resized_pack_gives_training_the_same_pixels_and_losses(tmp_path, jpeg, write_shard):
+    """filter_pairs(pack_resolution=R): PPMs of R x R in the pack, the same tensors (flips included)
+    and the same training losses as resizing at training time; another resolution is refused."""
+    from PIL import Image
+    from train_utils import RESOLUTION, build_world, make_run_cfg, read_log
+
+    from inpo.data.pickapic import PACK_RESOLUTION_KEY
+    from inpo.trainer import train
+
+    world = build_world(tmp_path / "w", jpeg, write_shard)
+    m = filter_pairs(world / "shards", world / "fit.parquet", world / "fit.json", images_dir=world / "fit_img",
+                     pack_resolution=RESOLUTION)
+    assert m["pack_resolution"] == RESOLUTION and m["pairs_kept"] == 4
+    assert pq_metadata(world / "fit.parquet")[PACK_RESOLUTION_KEY] == str(RESOLUTION).encode()
+    a, b = PreferencePairs(world / "pairs.parquet", RESOLUTION, seed=3), PreferencePairs(world / "fit.parquet",
+                                                                                         RESOLUTION, seed=3)
+    raw = b.image_bytes(0)[0]
+    assert raw[:2] == b"P6" and len(raw) == 3 * RESOLUTION**2 + len(b"P6\n16 16\n255\n") and Image.open(io.BytesIO(raw)).size == (RESOLUTION, RESOLUTION)
+    for epoch in (0, 1):
+        a.set_epoch(epoch)
+        b.set_epoch(epoch)
+        for i in range(len(a)):
+            assert torch.equal(a[i]["pixel_w"], b[i]["pixel_w"]) and torch.equal(a[i]["pixel_l"], b[i]["pixel_l"])
+    with pytest.raises(ValueError, match=r"fit\.parquet: its image pack holds images fitted to 16 px"):
+        PreferencePairs(world / "fit.parquet", 8)
+    logs = []
+    for name, index in (("off", "pairs.parquet"), ("on", "fit.parquet")):
+        c = make_run_cfg(world, name, tmp_path, data={"kind": "pairs", "index": str(world / index),
+                                                       "resolution": RESOLUTION},
+                         method={"name": "dpo", "beta": 500.0})  # DPO: both images, no inversion (fast)
+        train(c)
+        logs.append([(r["loss"], r["model_err_w"], r["model_err_l"]) for r in read_log(c.log_csv)])
+    assert len(logs[0]) == 2 and logs[0] == logs[1]
+
+
+def pq_metadata(path):
+    import pyarrow.parquet as pq
+
+    return pq.read_schema(path).metadata

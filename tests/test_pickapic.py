@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 import json
 import pickle
 
@@ -7,6 +8,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+from PIL import Image
 
 from inpo.data.pickapic import (
     REQUIRED_COLUMNS,
@@ -14,6 +16,7 @@ from inpo.data.pickapic import (
     PreferencePairs,
     SchemaError,
     ShardReadError,
+    _decode,
     check_schema,
     filter_pairs,
     resolve_shards,
@@ -307,3 +310,47 @@ def test_image_check_parses_the_whole_jpeg(jpeg):
 
     b = jpeg(RED, size=(256, 192))
     assert _decodable(b) and not _decodable(b[: len(b) * 6 // 10]) and not _decodable(CORRUPT)
+
+
+def _training_decodes(b: bytes) -> bool:
+    try:
+        _decode(b, "shard", 0, "jpg_0")
+        return True
+    except ImageDecodeError:
+        return False
+
+
+def test_image_check_catches_what_training_cannot_decode():
+    """The structural JPEG check (no scan decode) against the training's full decode on corrupted
+    files: never passes a file training fails on. It also drops files whose scan data holds a marker
+    (libjpeg only warns and greys the rest), so "dropped" may exceed "undecodable"."""
+    from inpo.data.pickapic import _decodable, jpeg_probe
+
+    rng = np.random.default_rng(0)
+    im = Image.fromarray(rng.integers(0, 256, (96, 128, 3), dtype=np.uint8))
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=90)
+    b = buf.getvalue()
+    n, headers_end = len(b), len(jpeg_probe(np.frombuffer(b, np.uint8))) - 2
+    assert b[headers_end - 14 : headers_end - 12] == b"\xff\xda"  # SOS of 3 components: 12-byte segment
+    assert _decodable(b) and _decodable(b + b"bytes after EOI")
+    cases = [b[:k] for k in (3, 20, headers_end - 1, headers_end, headers_end + 1, n // 2, n - 2, n - 1)]
+    for lo, hi in ((2, headers_end), (headers_end, n - 2)):  # one byte changed in the headers / in the scan
+        for p, v in zip(rng.integers(lo, hi, 60), rng.integers(0, 256, 60)):
+            c = bytearray(b)
+            c[p] = v
+            cases.append(bytes(c))
+    for p, v in zip(rng.integers(headers_end, n - 3, 20), rng.integers(1, 256, 20)):  # a marker in the scan
+        c = bytearray(b)
+        c[p : p + 2] = bytes([0xFF, v])
+        cases.append(bytes(c))
+    truth = [_training_decodes(c) for c in cases]
+    check = [_decodable(c) for c in cases]
+    assert not any(c and not t for c, t in zip(check, truth))  # no undecodable file passes
+    assert not any(check[:8]) and not any(truth[:8])  # every cut file fails both
+    assert sum(not t for t in truth[8:]) >= 10  # the corpus does hold undecodable files
+    assert sum(t and c for c, t in zip(check, truth)) >= 80  # and most decodable ones pass
+    png = io.BytesIO()
+    im.save(png, format="PNG")
+    assert jpeg_probe(np.frombuffer(png.getvalue(), np.uint8)) is None  # decoded instead
+    assert _decodable(png.getvalue()) and not _decodable(png.getvalue()[:-30])

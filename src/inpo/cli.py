@@ -135,7 +135,8 @@ def cmd_filter(a: argparse.Namespace) -> int:
 
     check_schema(a.source, split=a.split)
     manifest = filter_pairs(a.source, a.out_index, a.out_manifest, split=a.split, check_images=a.check_images,
-                            max_rows=a.max_rows, images_dir=a.images_dir, num_proc=a.num_proc)
+                            max_rows=a.max_rows, images_dir=a.images_dir, num_proc=a.num_proc,
+                            pack_resolution=a.pack_resolution)
     print(json.dumps(manifest, indent=2, default=str))
     return 0
 
@@ -231,11 +232,14 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("out_index", help="output pair index (.parquet)")
     f.add_argument("out_manifest", help="output manifest (.json)")
     f.add_argument("--split", default="train", help="split whose shards are read (default train)")
-    f.add_argument("--check-images", action="store_true", help="decode both images of every pair (slow)")
+    f.add_argument("--check-images", action="store_true", help="check both images of every pair (JPEG: "
+                   "structure and headers; else a decode)")
     f.add_argument("--max-rows", type=int, help="stop after N source rows (a quick look)")
     f.add_argument("--images-dir", help="copy the kept pairs' images into this random-access pack (one pair per "
                    "row group; the index then points into it): training reads each pair's bytes once")
     f.add_argument("--num-proc", type=int, default=1, help="shards filtered at once, one process each")
+    f.add_argument("--pack-resolution", type=int, help="store the pack's images resized and centre-cropped to "
+                   "this size (PPM, raw RGB; training's own transform, so the same pixels): needs --images-dir")
     f.set_defaults(func=cmd_filter)
 
     r = sub.add_parser(

@@ -95,6 +95,10 @@ class DataConfig:
     toy_world: dict[str, Any] = field(default_factory=dict)
     """Keyword options of :class:`inpo.data.toy.ToyWorld` (``toy_images``)."""
     num_workers: int = 0
+    """DataLoader worker processes per rank that read, decode and preprocess micro-batches (0: in
+    the training process)."""
+    prefetch_factor: int = 2
+    """Micro-batches each worker loads ahead of the step (torch's default 2; used when num_workers > 0)."""
 
 
 @dataclass
@@ -193,6 +197,9 @@ def validate(cfg: TrainConfig) -> None:
         raise ValueError(f"seed must be an integer >= 0, got {cfg.seed!r}")
     if cfg.micro_batch_size < 1 or cfg.grad_accum < 1 or cfg.max_updates < 0:
         raise ValueError("micro_batch_size and grad_accum must be >= 1, max_updates >= 0")
+    if cfg.data.num_workers < 0 or cfg.data.prefetch_factor < 1:
+        raise ValueError(f"data: need num_workers >= 0 and prefetch_factor >= 1, got "
+                         f"{cfg.data.num_workers} and {cfg.data.prefetch_factor}")
     if cfg.data.kind in ("pairs", "images") and not cfg.data.index:
         raise ValueError(f"data.index: the index is required for data.kind = {cfg.data.kind}")
     if method.needs(m).labels != (cfg.data.kind == "images"):

@@ -154,11 +154,13 @@ def assemble_batch(rows: list[dict]) -> dict:
 def micro_batch_loader(dataset, stream, cfg: TrainConfig, n_proc: int, rank: int, start: int = 0,
                        *, pin_memory: bool = False) -> torch.utils.data.DataLoader:
     """The micro-batches of process ``rank`` from update ``start`` on, loaded by
-    ``cfg.data.num_workers`` worker processes (0: in this process) that prefetch ahead of the step.
+    ``cfg.data.num_workers`` worker processes (0: in this process) that prefetch
+    ``cfg.data.prefetch_factor`` micro-batches each ahead of the step.
     Worker ``w`` loads micro-batches ``w, w + W, ...``; the loader returns them in training order."""
     return torch.utils.data.DataLoader(
         StreamItems(dataset), batch_sampler=MicroBatches(stream, cfg, n_proc, rank, start),
         num_workers=cfg.data.num_workers, collate_fn=assemble_batch, pin_memory=pin_memory,
+        prefetch_factor=cfg.data.prefetch_factor if cfg.data.num_workers else None,
     )
 
 

@@ -16,6 +16,8 @@ rule filter_pairs:
         source=lambda w, input: str(Path(input.toy_shards).parent) if TOY else config["data"]["pickapic"],
         split=config["data"].get("split", "train"),
         check_images="--check-images" if config["data"].get("check_images", False) else "",
+        pack_resolution=(f"--pack-resolution {config['data']['pack_resolution']}"
+                         if config["data"].get("pack_resolution") else ""),
         python=sys.executable,
     conda:
         "../../envs/inpo.yaml"
@@ -24,7 +26,7 @@ rule filter_pairs:
     shell:
         # the `inpo filter` command (inpo.cli): its worker processes start from an importable module
         "{params.python:q} -m inpo.cli filter {params.source:q} {output.index:q} {output.manifest:q} --split {params.split:q} "
-        "{params.check_images} --images-dir {output.images:q} --num-proc {threads} > {log:q} 2>&1"
+        "{params.check_images} {params.pack_resolution} --images-dir {output.images:q} --num-proc {threads} > {log:q} 2>&1"
 
 
 rule per_image:

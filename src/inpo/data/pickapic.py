@@ -8,6 +8,9 @@ in row groups of hundreds of rows, so reading one pair from a source shard reads
 shard with one pair per row group, uncompressed, no statistics. Reading a pair from the pack then
 reads that pair's two column chunks and nothing else (read amplification ~1.0x in any order, see
 benchmarks/data_throughput.py), and the pack is an ordinary shard of columns ``jpg_0`` / ``jpg_1``.
+With ``pack_resolution`` the pack holds the images already resized and centre-cropped for training
+(raw RGB as PPM, the same pixels as resizing at training time); by default the original bytes, as the paper's
+reference code resizes at training time.
 
 Filtered-pairs index (see docs/CONVENTIONS.md): parquet with one row per kept pair,
 ``shard`` (path of the file holding the pair's image bytes: the pack file, or the source shard
@@ -51,6 +54,8 @@ DROP_REASONS: tuple[str, ...] = ("no_label", "tie", "invalid_label", "undecodabl
 
 #: Columns of an image pack file (one pair per row group; see :func:`filter_pairs`).
 PACK_COLUMNS: tuple[str, ...] = ("jpg_0", "jpg_1")
+#: Index schema metadata key: the size the pack's images were fitted to (absent: original images).
+PACK_RESOLUTION_KEY = b"inpo.pack_resolution"
 
 #: Arrow schema of the public ``yuvalkirstain/pickapic_v2`` parquet shards (for synthetic / toy shards).
 PICKAPIC_V2_SCHEMA = pa.schema(
@@ -225,11 +230,74 @@ def check_schema(source, *, split: str | None = "train", columns: Iterable[str] 
 # --------------------------------------------------------------------------------------------
 
 
-def _decodable(b: bytes | None) -> bool:
-    """Whether ``b`` decodes as an image. JPEGs are decoded at 1/8 scale (libjpeg DCT scaling): the
-    whole entropy-coded stream is still parsed, so truncated or corrupt data fails, at ~1/5 the cost."""
-    if not b:
-        return False
+#: Frame markers of sequential Huffman JPEGs (baseline, extended): the structural check's domain.
+_SEQUENTIAL_SOF = frozenset((0xC0, 0xC1))
+#: Every frame (SOFn) marker; DHT (C4), JPG (C8) and DAC (CC) share the range but are not frames.
+_ANY_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_EOI = b"\xff\xd9"
+
+
+def jpeg_probe(a: np.ndarray) -> bytes | None:
+    """Walk the markers of a JPEG (``a``: its bytes as uint8) the way libjpeg reads them; return its
+    headers as a JPEG of its own for libjpeg to check.
+
+    Returns ``None`` when ``a`` is not a sequential Huffman JPEG (no SOI; progressive, lossless or
+    arithmetic-coded: decode it instead), ``b""`` when it is broken, else the *probe*: every byte up
+    to the first scan's entropy-coded data, then EOI, with the frame's size set to 8x8 px (so that
+    decoding it costs one block; a zero width or height is broken: libjpeg rejects it). Intact means:
+    SOI, then segments whose lengths fit in the file, exactly one SOF0/SOF1 before the first SOS,
+    every scan's entropy-coded data holding no marker but byte stuffing (``FF 00``), fill bytes
+    (``FF FF``) and ``RSTn``, and an EOI after the last scan (bytes after EOI are ignored, as libjpeg
+    does). A file cut anywhere has no EOI after its last scan; a marker inside the scan data (what a
+    corrupt byte ``FF`` makes) ends the scan early, where libjpeg greys the rest of the image."""
+    n = a.size
+    if n < 4 or a[0] != 0xFF or a[1] != 0xD8:
+        return None
+    i, frame, headers_end = 2, 0, 0
+    while True:
+        if i >= n or a[i] != 0xFF:
+            return b""  # garbage where a marker must be
+        while i < n and a[i] == 0xFF:  # fill bytes
+            i += 1
+        if i >= n:
+            return b""
+        m = int(a[i])
+        i += 1
+        if m == 0xD9:  # EOI
+            break
+        if m == 0x01 or 0xD0 <= m <= 0xD7:  # TEM, RSTn: no length
+            continue
+        if i + 2 > n:
+            return b""
+        length = (int(a[i]) << 8) | int(a[i + 1])
+        if length < 2 or i + length > n:
+            return b""
+        if m in _ANY_SOF:
+            if m not in _SEQUENTIAL_SOF:
+                return None
+            if frame or length < 8 or not (a[i + 3] or a[i + 4]) or not (a[i + 5] or a[i + 6]):
+                return b""  # a second frame, or a frame of zero height / width
+            frame = i
+        i += length
+        if m == 0xDA:  # SOS: its entropy-coded data runs to the next marker that is not RSTn
+            if not frame:
+                return b""
+            headers_end = headers_end or i
+            ff = np.flatnonzero(a[i : n - 1] == 0xFF) + i
+            nxt = a[ff + 1]
+            marker = ff[(nxt != 0x00) & (nxt != 0xFF) & ((nxt < 0xD0) | (nxt > 0xD7))]
+            if not marker.size:
+                return b""  # cut inside the scan
+            i = int(marker[0])
+    if not headers_end:
+        return b""
+    probe = bytearray(a[:headers_end].tobytes())
+    probe[frame + 3 : frame + 7] = b"\x00\x08\x00\x08"  # height, width
+    return bytes(probe) + _EOI
+
+
+def _decodes(b: bytes) -> bool:
+    """Whether PIL decodes ``b``; a JPEG at 1/8 scale (libjpeg DCT scaling, same parsing)."""
     try:
         with Image.open(io.BytesIO(b)) as im:
             if im.format == "JPEG":
@@ -238,6 +306,36 @@ def _decodable(b: bytes | None) -> bool:
         return True
     except Exception:  # noqa: BLE001 - any decoder failure means "undecodable"
         return False
+
+
+def _decodable(b: bytes | memoryview | None) -> bool:
+    """Whether ``b`` is an image training can decode (:func:`_decode`).
+
+    A sequential JPEG (all Pick-a-Pic images) is checked without decoding its scans: its marker
+    structure (:func:`jpeg_probe`: catches a file cut at any point and markers inside the scan
+    data), then libjpeg decodes its headers alone (the headers followed by EOI, 8x8 px: catches
+    bad quantisation / Huffman tables, frame and scan headers). Corrupt bits in the entropy-coded data
+    that make no marker are not caught, as libjpeg itself only warns on them and decodes garbage.
+    Anything else (PNG, progressive JPEG, ...) is decoded. ~5x faster than a 1/8-scale decode of the
+    whole file (benchmarks/data_throughput.py prints both)."""
+    if b is None or len(b) == 0:
+        return False
+    probe = jpeg_probe(np.frombuffer(b, dtype=np.uint8))
+    if probe is None:
+        return _decodes(bytes(b))
+    return bool(probe) and _decodes(probe)
+
+
+def _binary_values(arr: pa.Array) -> list[memoryview | bytes | None]:
+    """The values of a binary array, as zero-copy views of its data buffer (None for nulls)."""
+    if not (pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type)):
+        return arr.to_pylist()
+    bufs = arr.buffers()
+    width = np.int64 if pa.types.is_large_binary(arr.type) else np.int32
+    off = np.frombuffer(bufs[1], dtype=width, count=len(arr) + 1, offset=arr.offset * np.dtype(width).itemsize)
+    data = memoryview(bufs[2]) if bufs[2] is not None else memoryview(b"")
+    valid = np.asarray(arr.is_valid()) if arr.null_count else np.ones(len(arr), dtype=bool)
+    return [data[int(off[j]) : int(off[j + 1])] if valid[j] else None for j in range(len(arr))]
 
 
 def _as_float(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -276,6 +374,7 @@ class _ShardJob:
     image_batch_rows: int
     pack_path: str | None  # where to write the pack file (a temporary folder), None: no pack
     pack_ref: str | None  # the pack file's path as recorded in the index
+    pack_resolution: int | None  # images stored resized + centre-cropped to this size (PPM), None: as is
 
 
 def _index_schema(has_ranking: bool) -> pa.Schema:
@@ -314,6 +413,8 @@ def _filter_shard(job: _ShardJob) -> dict:
         if job.pack_path else None
     )
     read_images = job.check_images or writer is not None
+    if job.pack_resolution is not None and writer is None:
+        raise ValueError("pack_resolution needs an image pack (images_dir)")
     offset = packed = 0
     try:
         for rg in range(pf.metadata.num_row_groups):
@@ -345,15 +446,23 @@ def _filter_shard(job: _ShardJob) -> dict:
                         stop = min(start + batch.num_rows, n)
                         sel = np.flatnonzero(want[start:stop])
                         if sel.size:
-                            if job.check_images:
-                                b0, b1 = batch.column(0), batch.column(1)
+                            v0, v1 = _binary_values(batch.column(0)), _binary_values(batch.column(1))
+                            if job.pack_resolution is not None:  # decoded anyway: the decode is the check
+                                fitted: list[tuple[bytes, bytes] | None] = [None] * len(v0)
                                 for j in sel:
-                                    ok[pos[start + j]] = _decodable(b0[int(j)].as_py()) and _decodable(
-                                        b1[int(j)].as_py())
+                                    fitted[j] = _fit_ppm(v0[j], v1[j], job.pack_resolution)
+                                ok[pos[start + sel]] = [fitted[j] is not None for j in sel]
+                                batch = pa.record_batch(
+                                    [pa.array([f[k] if f is not None else None for f in fitted], pa.binary())
+                                     for k in (0, 1)], schema=_PACK_SCHEMA)
+                            elif job.check_images:
+                                for j in sel:
+                                    ok[pos[start + j]] = _decodable(v0[j]) and _decodable(v1[j])
                             if writer is not None:
                                 good = sel[ok[pos[start + sel]]]
-                                if good.size:
-                                    rows = pa.Table.from_batches([batch]).take(pa.array(good))
+                                # runs of consecutive kept rows, written as zero-copy slices
+                                for run in np.split(good, np.flatnonzero(np.diff(good) != 1) + 1) if good.size else ():
+                                    rows = pa.Table.from_batches([batch.slice(int(run[0]), run.size)])
                                     writer.write_table(rows.cast(_PACK_SCHEMA), row_group_size=1)
                         start = stop
                         if start >= n:
@@ -396,6 +505,7 @@ def filter_pairs(
     images_dir: str | os.PathLike | None = None,
     num_proc: int = 1,
     image_batch_rows: int = 16,
+    pack_resolution: int | None = None,
 ) -> dict:
     """Filter the shards of ``source``; write the filtered-pairs index, the manifest and, given
     ``images_dir``, the image pack.
@@ -411,6 +521,13 @@ def filter_pairs(
     shards are filtered at once, each in its own process; images are read in batches of
     ``image_batch_rows`` rows, never a whole row group. An unreadable page raises
     :class:`ShardReadError` naming the shard and row group; nothing is left behind on failure.
+
+    ``pack_resolution`` (needs ``images_dir``): the pack holds every image decoded, resized and
+    centre-cropped to that size (:func:`fit_square`, training's own transform) and stored as PPM (raw RGB), so
+    training skips the resize and gets the same pixels; an image that does not decode drops its pair
+    (``undecodable_image``), whether or not ``check_images``. None (default): the original bytes, resized
+    at training time as the paper's reference code does. The index records the size
+    (:data:`PACK_RESOLUTION_KEY`) and :class:`PreferencePairs` refuses another training resolution.
     Returns the manifest dict (also written to ``out_manifest``).
     """
     files = resolve_shards(source, split)
@@ -436,6 +553,7 @@ def filter_pairs(
             image_batch_rows=int(image_batch_rows),
             pack_path=str(tmp_pack / name) if tmp_pack is not None else None,
             pack_ref=os.path.relpath(pack_dir / name, out_index.parent) if pack_dir is not None else None,
+            pack_resolution=int(pack_resolution) if pack_resolution is not None else None,
         ))
     try:
         if tmp_pack is not None:
@@ -450,6 +568,8 @@ def filter_pairs(
         else:
             results = [_filter_shard(j) for j in jobs]
         index = pa.concat_tables([r["index"] for r in results])
+        if pack_resolution is not None:
+            index = index.replace_schema_metadata({PACK_RESOLUTION_KEY: str(int(pack_resolution))})
         pq.write_table(index, tmp_index, compression="zstd")
         if pack_dir is not None:
             shutil.rmtree(pack_dir, ignore_errors=True)
@@ -481,6 +601,7 @@ def filter_pairs(
                    for j, r in zip(jobs, results)],
         "index": str(out_index),
         "images_dir": str(pack_dir) if pack_dir is not None else None,
+        "pack_resolution": pack_resolution,
         "images_bytes": sum(f.stat().st_size for f in pack_dir.glob("*.parquet")) if pack_dir is not None else None,
     }
     _write_json_atomic(out_manifest, manifest)
@@ -587,20 +708,51 @@ def _decode(b: bytes | None, shard: str, row: int, column: str) -> Image.Image:
         ) from e
 
 
-def preprocess(img: Image.Image, resolution: int, *, flip: bool, center_crop: bool = True):
-    """Resize shorter side to ``resolution`` (bilinear, antialiased) -> center (or top-left) crop ->
-    optional horizontal flip -> FloatTensor[3, R, R] in [-1, 1]."""
-    import torch
-    import torchvision.transforms.functional as TF
-    from torchvision.transforms import InterpolationMode
+def fit_square(img: Image.Image, resolution: int, *, center_crop: bool = True) -> Image.Image:
+    """Resize the shorter side to ``resolution`` (PIL bilinear, antialiased; the longer side
+    ``int(resolution * long / short)``), then crop ``resolution`` x ``resolution`` at the centre
+    (offsets rounded) or the top-left: torchvision's ``Resize(resolution)`` + ``CenterCrop`` on a PIL
+    image, as Diffusion-DPO's train.py does, pixel for pixel. An image already ``resolution`` px
+    square is returned as is, so a pack pre-resized with it gives training the same pixels."""
+    w, h = img.size
+    short, long = (w, h) if w <= h else (h, w)
+    new_long = int(resolution * long / short)
+    size = (resolution, new_long) if w <= h else (new_long, resolution)
+    if size != img.size:
+        img = img.resize(size, Image.BILINEAR)
+    if size == (resolution, resolution):
+        return img
+    top = int(round((size[1] - resolution) / 2.0)) if center_crop else 0
+    left = int(round((size[0] - resolution) / 2.0)) if center_crop else 0
+    return img.crop((left, top, left + resolution, top + resolution))
 
-    img = TF.resize(img, resolution, interpolation=InterpolationMode.BILINEAR, antialias=True)
-    if center_crop:
-        img = TF.center_crop(img, [resolution, resolution])
-    else:
-        img = TF.crop(img, 0, 0, resolution, resolution)
+
+def _fit_ppm(b0, b1, resolution: int) -> tuple[bytes, bytes] | None:
+    """Both images of a pair fitted to ``resolution`` (:func:`fit_square`, centre crop) as binary PPM
+    (raw RGB behind a 15-byte header: no encoding or decoding cost, lossless; PNG at zlib level 1 was
+    measured 46 ms per 512 px image to encode and only 25% smaller), or None when either does not decode."""
+    out = []
+    for b in (b0, b1):
+        if b is None or len(b) == 0:
+            return None
+        try:
+            with Image.open(io.BytesIO(b)) as im:
+                img = fit_square(im.convert("RGB"), resolution)
+        except Exception:  # noqa: BLE001 - any decoder failure means "undecodable"
+            return None
+        buf = io.BytesIO()
+        img.save(buf, format="PPM")
+        out.append(buf.getvalue())
+    return out[0], out[1]
+
+
+def preprocess(img: Image.Image, resolution: int, *, flip: bool, center_crop: bool = True):
+    """:func:`fit_square` -> optional horizontal flip -> FloatTensor[3, R, R] in [-1, 1]."""
+    import torch
+
+    img = fit_square(img, resolution, center_crop=center_crop)
     if flip:
-        img = TF.hflip(img)
+        img = img.transpose(Image.FLIP_LEFT_RIGHT)
     x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float()
     return x / 127.5 - 1.0
 
@@ -640,6 +792,12 @@ class PreferencePairs:
         self.winners_only = bool(winners_only)
         self.epoch = 0
         t = pq.read_table(self.index_path, columns=["shard", "row", "caption", "winner"])
+        packed = (t.schema.metadata or {}).get(PACK_RESOLUTION_KEY)
+        if packed is not None and (int(packed) != self.resolution or not self.center_crop):
+            raise ValueError(
+                f"{self.index_path}: its image pack holds images fitted to {int(packed)} px (centre crop); "
+                f"training asks for {self.resolution} px{'' if self.center_crop else ', top-left crop'}: "
+                "filter again with pack_resolution matching data.resolution, or without it")
         shard = pc.dictionary_encode(t["shard"]).combine_chunks()
         base = self.index_path.parent
         self.shards = [p if os.path.isabs(p) else str(base / p) for p in shard.dictionary.to_pylist()]
