@@ -113,6 +113,10 @@ class TrainConfig:
     checkpoint_every: int = 50
     """Save a resumable checkpoint every N optimizer updates (0: never)."""
     checkpoints_total_limit: int = 2
+    snapshot_every: int = 0
+    """Save the policy UNet every N updates below ``max_updates`` into ``state_dir/snapshots/update-<N>``
+    (0: never): the points of the efficiency curve (paper Figure 4, :mod:`inpo.efficiency`). Kept
+    beside the checkpoints, so a resumed run keeps the snapshots written before it was killed."""
     log_csv: str | None = None
     tensorboard_dir: str | None = None
     progress: bool = True
@@ -183,6 +187,8 @@ def validate(cfg: TrainConfig) -> None:
     method.validate(m)
     if cfg.micro_batch_size < 1 or cfg.grad_accum < 1 or cfg.max_updates < 0:
         raise ValueError("micro_batch_size and grad_accum must be >= 1, max_updates >= 0")
+    if cfg.snapshot_every < 0:
+        raise ValueError(f"snapshot_every must be >= 0 (0: no snapshots), got {cfg.snapshot_every}")
     if cfg.data.kind == "pairs" and not cfg.data.index:
         raise ValueError("data.index: the filtered pair index is required for data.kind = pairs")
     if cfg.data.kind == "toy_images" and method.needs(m).loser:

@@ -156,3 +156,54 @@ def notebook_inputs(wildcards):
     if wildcards.notebook == "table2_ablations":
         out["runs"] = results("tables/ablation_runs.csv")
     return out
+
+
+# --------------------------------------------------------------------------- efficiency (Figure 4)
+
+from inpo import efficiency as E  # noqa: E402
+
+EFFICIENCY = config["efficiency"]
+E.check_config(config, RUNS, EVAL_MODELS)
+EFF_RUNS = list(EFFICIENCY["runs"])
+EFF_UPDATES = {r: E.snapshot_updates(TRAIN_CONFIGS[r]["max_updates"], E.snapshot_every(config, r)) for r in EFF_RUNS}
+EFF_NOTEBOOK = "notebooks/fig4_efficiency.py"
+EFF_TABLES = ["fig4_curves", "fig4_efficiency"]
+
+
+def efficiency_snapshot_scores(run):
+    return {k: results(f"efficiency/scores/{run}/update-{k}.parquet") for k in EFF_UPDATES[run]}
+
+
+def efficiency_main_scores(model):
+    ps = EFFICIENCY["prompt_set"]
+    return [results(f"scores/{model}/{ps}/{e}.parquet") for e in EFFICIENCY["evaluators"]]
+
+
+def efficiency_inputs(wildcards):
+    out = {"prompts": results(f"data/prompts/{EFFICIENCY['prompt_set']}.parquet"),
+           "base": efficiency_main_scores("base")}
+    for r in EFF_RUNS:
+        out[f"{r}_init"] = efficiency_main_scores(RUNS[r]["init"])
+        out[f"{r}_final"] = efficiency_main_scores(r)
+        out[f"{r}_log"] = results(f"logs/train/{r}.csv")
+        out[f"{r}_benchmark"] = results(f"benchmarks/train/{r}.tsv")
+        out[f"{r}_snapshots"] = list(efficiency_snapshot_scores(r).values())
+    return out
+
+
+def efficiency_runs_param():
+    """The per-run files of inpo.efficiency.curves_from_files (the same paths as efficiency_inputs)."""
+    return {r: {"init_scores": efficiency_main_scores(RUNS[r]["init"]), "final_scores": efficiency_main_scores(r),
+                "snapshot_scores": efficiency_snapshot_scores(r), "log": results(f"logs/train/{r}.csv"),
+                "benchmark": results(f"benchmarks/train/{r}.tsv"), "max_updates": TRAIN_CONFIGS[r]["max_updates"]}
+            for r in EFF_RUNS}
+
+
+def snapshot_path(run, update):
+    """Where the trainer writes the snapshot of ``run`` at ``update``."""
+    return str(E.snapshot_path(TRAIN_CONFIGS[run]["state_dir"], update))
+
+
+def efficiency_targets():
+    return [results(f"tables/{t}.{ext}") for t in EFF_TABLES for ext in ("csv", "tex")] + [
+        results("notebooks/fig4_efficiency.html")]
