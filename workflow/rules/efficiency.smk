@@ -12,11 +12,11 @@ rule snapshot_eval:
         model=results("models/{run}/model_index.json"),
         prompts=results(f"data/prompts/{EFFICIENCY['prompt_set']}.parquet"),
     output:
-        images=directory(results("efficiency/images/{run}/update-{update}")),
-        scores=results("efficiency/scores/{run}/update-{update}.parquet"),
+        images=directory(results("efficiency/images/{run}/update-{snapshot}")),
+        scores=results("efficiency/scores/{run}/update-{snapshot}.parquet"),
     wildcard_constraints:
         run="|".join(map(re.escape, EFF_RUNS)),
-        update=r"\d+",
+        snapshot=r"\d+",
     params:
         gen=config["evaluation"]["generation"],
         kind=config["kind"],
@@ -27,9 +27,9 @@ rule snapshot_eval:
     conda:
         "../../envs/inpo.yaml"
     log:
-        results("logs/efficiency/{run}/update-{update}.log"),
+        results("logs/efficiency/{run}/update-{snapshot}.log"),
     benchmark:
-        results("benchmarks/efficiency/{run}/update-{update}.tsv")
+        results("benchmarks/efficiency/{run}/update-{snapshot}.tsv")
     resources:
         **res("generate"),
     script:
