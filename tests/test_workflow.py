@@ -63,7 +63,12 @@ SD15_RUNS = {"sft", "inpo", "dpo", "kto", "beta-1000", "beta-5000", "beta-10000"
              "inv-steps-30", "inv-cfg-1", "inv-cfg-5", "inv-cfg-7.5", "t-last-900", "t-last-800", "t-last-700",
              "t-last-600", "t-last-500", "init-base", "inpo-pickscore"}
 SDXL_RUNS = {"sft", "inpo", "dpo"}
-PAPER_JOBS = 1080  # `snakemake --profile slurm -n all`: the count is checked rule by rule below
+# `snakemake --profile slurm -n all`: the count is checked rule by rule below. 1080 before Figure 4, which
+# adds per family one snapshot_eval per snapshot (SD1.5: InPO and KTO every 50 of 400 updates, 7 each,
+# DPO every 250 of 2000, 7; SDXL: InPO and DPO, 7 each), efficiency_tables and efficiency_notebook:
+# 21 + 2 + 14 + 2 = 39
+PAPER_JOBS = 1119
+EFFICIENCY_SNAPSHOTS = {"sd15": {"inpo": 7, "dpo": 7, "kto": 7}, "sdxl": {"inpo": 7, "dpo": 7}}
 
 
 def test_paper_dag_dry_run_through_the_slurm_profile(tmp_path):
@@ -83,8 +88,14 @@ def test_paper_dag_dry_run_through_the_slurm_profile(tmp_path):
         assert {w["notebook"] for rule, w in jobs if rule == f"{fam}_notebook"} == (
             {"table1_winrates", "supp_median_mean", "training_curves", "image_grids"} | (
                 {"table2_ablations"} if fam == "sd15" else set()))
-        for rule in ("filter_pairs", "tables", "aggregate_scores"):
+        for rule in ("filter_pairs", "tables", "aggregate_scores", "efficiency_tables", "efficiency_notebook"):
             assert count[f"{fam}_{rule}"] == 1
+        # Figure 4: the snapshots of each run of `efficiency`, every 50 updates (DPO: 250)
+        snaps = pd.Series([w["run"] for rule, w in jobs if rule == f"{fam}_snapshot_eval"]).value_counts()
+        assert snaps.to_dict() == EFFICIENCY_SNAPSHOTS[fam], fam
+        assert sorted(int(w["snapshot"]) for rule, w in jobs if rule == f"{fam}_snapshot_eval" and w["run"] == "dpo") == [
+            250, 500, 750, 1000, 1250, 1500, 1750]
+        assert f"results/paper/{fam}/notebooks/fig4_efficiency.html" in r.stdout
         assert f"results/paper/{fam}/notebooks/table1_winrates.html" in r.stdout
     assert count["sd15_ablation_runs"] == 1 and "sdxl_ablation_runs" not in count  # Table 2: SD1.5 only
     assert ("sd15_ai_feedback", {"feedback": "pickscore"}) in jobs  # paper 5.3

@@ -41,4 +41,6 @@ rule train:
         **res("train"),
     shell:
         "({params.cmd} && cp {params.state_log} {output.log_csv} && mkdir -p {output.snapshots}"
-        " && for d in {params.snapshots}; do cp -r $d {output.snapshots}/; done) > {log} 2>&1"
+        " && for d in {params.snapshots}; do if [ ! -d $d ]; then echo \"no snapshot $d: the run resumed from a"
+        " checkpoint of other settings; remove its state folder to retrain\"; exit 1; fi;"
+        " cp -r $d {output.snapshots}/; done) > {log} 2>&1"
