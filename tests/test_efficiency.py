@@ -59,6 +59,7 @@ def test_speedup_table_hand_numbers():
     assert math.isnan(t.loc["inpo", "paper_speedup"])
     text = E.describe(t.reset_index(), "inpo")
     assert "3.6x faster than dpo" in text and "at least 10.0x faster than kto" in text
+    assert text.startswith("inpo reaches the level after 10 updates (2 GPU-hours).")
     t = E.speedup_table(_curves(), "inpo", "r", 0.65, "GPU-hours").set_index("run")
     assert t.loc["inpo", "hours_to_level"] == pytest.approx(3.0)  # 2 + 0.05 / 0.1 * 2
     assert t.loc["dpo", "speedup"] == pytest.approx(8.0 / 3.0) and t.loc["dpo", "speedup_is_lower_bound"]
@@ -192,5 +193,6 @@ def test_notebook_renders_the_tables(tmp_path):
                    for c in nb["cells"] for o in c.get("outputs", []))
     assert not [o for c in nb["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"]
     assert "3.6x faster than dpo" in text and "at least 10.0x faster than kto" in text
+    assert text.startswith("inpo reaches the level after 10 updates (2 GPU-hours).")
     html = out["html"].read_text()
     assert "image/png" in html and "import matplotlib" not in html  # the figure, and no input code

@@ -249,6 +249,9 @@ def describe(table: pd.DataFrame, model: str) -> str:
     out = []
     for r in table.itertuples():
         if r.run == model:
+            out.append(f"{model} reaches the level after {r.updates_to_level:.4g} updates ({r.hours_to_level:.3g} "
+                       f"{r.hours_unit})." if r.reached else
+                       f"{model} does not reach the level in its {r.total_updates} updates (final mean {r.final_mean:.4g}).")
             continue
         if math.isnan(r.speedup):
             out.append(f"{model} does not reach the level; {r.run} {'does' if r.reached else 'does not either'}.")
