@@ -2,8 +2,8 @@
 # `run_config` (whose params change only when that run's settings change), then the shared trainer
 # runs in every worker. Checkpoints live in <results>/state/<run>/ (not declared), so a killed or
 # preempted job resumes from its last checkpoint when Snakemake resubmits it. The policy snapshots of the
-# efficiency figure (runs of `efficiency`) are written there too, then copied into the declared
-# snapshots/<run>/ (empty for the other runs).
+# efficiency figure (runs of `efficiency`) are written there too, then hard-linked (copied across file
+# systems) into the declared snapshots/<run>/ (empty for the other runs).
 
 
 rule run_config:
@@ -43,4 +43,4 @@ rule train:
         "({params.cmd} && cp {params.state_log} {output.log_csv} && mkdir -p {output.snapshots}"
         " && for d in {params.snapshots}; do if [ ! -d $d ]; then echo \"no snapshot $d: the run resumed from a"
         " checkpoint of other settings; remove its state folder to retrain\"; exit 1; fi;"
-        " cp -r $d {output.snapshots}/; done) > {log} 2>&1"
+        " cp -rl $d {output.snapshots}/ 2>/dev/null || cp -r $d {output.snapshots}/; done) > {log} 2>&1"
