@@ -91,9 +91,9 @@ else:
 # hidden reward of the base's samples to that of its training images (toy only).
 
 # %%
-TOY_BASE_RATIO = "toy_base_ratio"  # hook: the toy's base-quality table, shown when rule `tables` writes it
-ratio = tables / f"{TOY_BASE_RATIO}.csv"
+TOY_BASE_QUALITY = "toy_base_quality"  # the toy world's base quality (rule toy_base_quality; toy configs only)
+ratio = tables / f"{TOY_BASE_QUALITY}.csv"
 if ratio.exists():
     display(T.read_table(ratio).style.format(precision=3).hide(axis="index"))
 else:
-    display(Markdown(f"No `{TOY_BASE_RATIO}` table in this run (it is written for the toy world only)."))
+    display(Markdown(f"No `{TOY_BASE_QUALITY}` table in this run (it is written for the toy world only)."))

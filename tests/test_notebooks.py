@@ -8,6 +8,7 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
+from test_efficiency import write_fixture_tables
 
 from inpo import report
 from inpo import tables as T
@@ -27,7 +28,8 @@ def fixture_tables(out_dir) -> Path:
 
 #: each need's parameters on the fixtures (None: the notebook's own defaults, which point at tests/fixtures)
 FIXTURE_NEEDS = {"tables": lambda tmp: {"tables_dir": str(fixture_tables(tmp / "tables"))}, "ablations": None,
-                 "train_logs": None, "images": None, "conditional": None}
+                 "train_logs": None, "images": None, "conditional": None,
+                 "efficiency": lambda tmp: {"tables_dir": str(write_fixture_tables(tmp / "efficiency"))}}
 
 
 def test_write_tables_on_fixtures(tmp_path):

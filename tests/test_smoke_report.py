@@ -146,3 +146,52 @@ def test_smoke_notebooks_show_the_run(smoke_run):
 
 def test_smoke_tables_match_score_files(smoke_run):
     check_tables_match_scores(smoke_run)
+
+
+def check_efficiency_curves(work) -> None:
+    """Figure 4: every curve point is the mean of its score file on the prompt subset (update 0: the run's
+    initial model, the last: the trained model, between: the snapshots); the last point's hours are the
+    training benchmark's CPU-hours; the level is the base's mean + X on the same prompts."""
+    cfg = {}
+    for f in SMOKE[1:]:
+        _merge(cfg, yaml.safe_load((work / f).read_text()))
+    eff, res = cfg["efficiency"], work / "results"
+    curves = pd.read_csv(res / "tables" / "fig4_curves.csv")
+    speed = pd.read_csv(res / "tables" / "fig4_efficiency.csv")
+    n_all = cfg["evaluation"]["prompt_sets"][eff["prompt_set"]]["n"]
+    n = eff["n_prompts"]
+    subset = [round(i * (n_all - 1) / (n - 1)) for i in range(n)]  # evenly spaced (inpo.efficiency.prompt_subset)
+
+    def mean(path, ev):
+        s = pd.read_parquet(path)
+        s = s[s["evaluator"] == ev].set_index("index")
+        return float(s.loc[subset, "score"].mean())
+
+    max_updates = {r: cfg["runs"].get(r, {}).get("overrides", {}).get("max_updates", cfg["training"]["max_updates"])
+                   for r in eff["runs"]}
+    for ev in eff["evaluators"]:
+        base = mean(res / "scores" / "base" / eff["prompt_set"] / f"{ev}.parquet", ev)
+        for run in eff["runs"]:
+            c = curves[(curves["run"] == run) & (curves["evaluator"] == ev)].set_index("update")
+            snaps = list(range(eff["every"], max_updates[run], eff["every"]))
+            assert list(c.index) == [0, *snaps, max_updates[run]], run
+            assert c.loc[0, "mean"] == pytest.approx(base)  # the toy's runs start from the base
+            final = mean(res / "scores" / run / eff["prompt_set"] / f"{ev}.parquet", ev)
+            assert c.loc[max_updates[run], "mean"] == pytest.approx(final)
+            for k in snaps:
+                assert c.loc[k, "mean"] == pytest.approx(mean(res / "efficiency" / "scores" / run / f"update-{k}.parquet", ev))
+            bench = pd.read_csv(res / "benchmarks" / "train" / f"{run}.tsv", sep="\t")
+            assert c.loc[max_updates[run], "hours"] == pytest.approx(bench["cpu_time"].mean() / 3600)
+            assert (c["n"] == n).all() and c["hours_unit"].eq("CPU-hours").all()
+    lv = eff["level"]
+    b = pd.read_parquet(res / "scores" / "base" / eff["prompt_set"] / f"{lv['evaluator']}.parquet").set_index("index")
+    b = b.loc[subset, "score"]
+    assert speed["level"].iloc[0] == pytest.approx(b.mean() + lv["offset"] * b.std(ddof=1))
+    assert list(speed["run"]) == eff["runs"]  # report.model first
+    params, text, errors = notebook_text(res / "notebooks" / "fig4_efficiency.ipynb")
+    assert not errors and params and "Headline" in text
+    assert (res / "notebooks" / "fig4_efficiency.html").stat().st_size > 10_000
+
+
+def test_smoke_efficiency_curves_match_score_files(smoke_run):
+    check_efficiency_curves(smoke_run)

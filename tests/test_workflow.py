@@ -74,7 +74,12 @@ SD15_RUNS = {"sft", "inpo", "dpo", "kto", "beta-1000", "beta-5000", "beta-10000"
              "inv-steps-30", "inv-cfg-1", "inv-cfg-5", "inv-cfg-7.5", "t-last-900", "t-last-800", "t-last-700",
              "t-last-600", "t-last-500", "init-base", "inpo-pickscore"}
 SDXL_RUNS = {"sft", "inpo", "dpo"}
-PAPER_JOBS = 1081  # `snakemake --profile slurm -n all`: the count is checked rule by rule below (1080 + per_image)
+# `snakemake --profile slurm -n all`: the count is checked rule by rule below. 1080, + per_image (Diffusion-KTO's
+# per-image set, SD1.5) = 1081, + Figure 4: per family one snapshot_eval per snapshot (SD1.5: InPO and KTO every
+# 50 of 400 updates, 7 each, DPO every 250 of 2000, 7; SDXL: InPO and DPO, 7 each) and efficiency_tables (the
+# fig4_efficiency notebook is one more job of rule notebook): 21 + 2 + 14 + 2 = 39
+PAPER_JOBS = 1120
+EFFICIENCY_SNAPSHOTS = {"sd15": {"inpo": 7, "dpo": 7, "kto": 7}, "sdxl": {"inpo": 7, "dpo": 7}}
 
 
 def test_paper_dag_dry_run_through_the_slurm_profile(tmp_path):
@@ -92,9 +97,16 @@ def test_paper_dag_dry_run_through_the_slurm_profile(tmp_path):
         assert count[f"{fam}_score"] == n_models * 3 * 4  # 4 evaluators
         assert {w["prompt_set"] for rule, w in jobs if rule == f"{fam}_prompts"} == {"hpdv2", "parti", "pickapic_test"}
         assert {w["notebook"] for rule, w in jobs if rule == f"{fam}_notebook"} == set(workflow_notebooks(fam == "sd15"))
-        assert {"table1_winrates", "supp_median_mean", "training_curves", "image_grids"} <= set(workflow_notebooks(False))
-        for rule in ("filter_pairs", "tables", "aggregate_scores"):
+        assert {"table1_winrates", "supp_median_mean", "training_curves", "image_grids", "fig4_efficiency"} <= set(
+            workflow_notebooks(False))
+        for rule in ("filter_pairs", "tables", "aggregate_scores", "efficiency_tables"):
             assert count[f"{fam}_{rule}"] == 1
+        # Figure 4: the snapshots of each run of `efficiency`, every 50 updates (DPO: 250)
+        snaps = pd.Series([w["run"] for rule, w in jobs if rule == f"{fam}_snapshot_eval"]).value_counts()
+        assert snaps.to_dict() == EFFICIENCY_SNAPSHOTS[fam], fam
+        assert sorted(int(w["snapshot"]) for rule, w in jobs if rule == f"{fam}_snapshot_eval" and w["run"] == "dpo") == [
+            250, 500, 750, 1000, 1250, 1500, 1750]
+        assert f"results/paper/{fam}/notebooks/fig4_efficiency.html" in r.stdout
         assert f"results/paper/{fam}/notebooks/table1_winrates.html" in r.stdout
     assert count["sd15_ablation_runs"] == 1 and "sdxl_ablation_runs" not in count  # Table 2: SD1.5 only
     assert count["sd15_per_image"] == 1 and "sdxl_per_image" not in count  # Diffusion-KTO's data: SD1.5 only

@@ -93,7 +93,8 @@ def workflow_notebooks(sheet: bool) -> list[str]:
     list, inpo.report.NOTEBOOKS; conditional_grids has its own rule)."""
     from inpo.report import notebooks_for
 
-    return notebooks_for({"tables": {}, "train_logs": {}, "images": {}, "ablations": {} if sheet else None})
+    return notebooks_for({"tables": {}, "train_logs": {}, "images": {}, "efficiency": {},
+                          "ablations": {} if sheet else None})
 
 
 # ------------------------------------------------------------------------ SLURM runs (tests marked slurm)

@@ -125,6 +125,10 @@ class TrainConfig:
     checkpoint_every: int = 50
     """Save a resumable checkpoint every N optimizer updates (0: never)."""
     checkpoints_total_limit: int = 2
+    snapshot_every: int = 0
+    """Save the policy UNet every N updates below ``max_updates`` into ``state_dir/snapshots/update-<N>``
+    (0: never): the points of the efficiency curve (paper Figure 4, :mod:`inpo.efficiency`). Kept
+    beside the checkpoints, so a resumed run keeps the snapshots written before it was killed."""
     log_csv: str | None = None
     tensorboard_dir: str | None = None
     progress: bool = True
@@ -208,6 +212,8 @@ def validate(cfg: TrainConfig) -> None:
                             else "does not train on per-image labelled data (data.kind = images)"))
     if not 0 <= cfg.data.positive_ratio <= 1:
         raise ValueError(f"data.positive_ratio must be in [0, 1], got {cfg.data.positive_ratio}")
+    if cfg.snapshot_every < 0:
+        raise ValueError(f"snapshot_every must be >= 0 (0: no snapshots), got {cfg.snapshot_every}")
     if cfg.data.kind == "toy_images" and method.needs(m).loser:
         raise ValueError(f"data.kind = toy_images has no loser images; method {m.name!r} needs pairs "
                          "(use a winners-only method such as sft)")

@@ -26,6 +26,7 @@ import pandas as pd
 import yaml
 
 from .config import train_config_from_dict
+from .efficiency import snapshot_every
 
 ABLATION_COLUMNS = ["run", "sweep", "setting", "value", "base_run", "overrides", "paper_row"]
 
@@ -220,6 +221,7 @@ def run_train_config(config: dict, run: str, runs: dict[str, Any]) -> dict[str, 
     else:
         d["data"]["toy_world"] = dict(config.get("toy", {}).get("world", {}))
     d.setdefault("seed", config.get("seed", 0))
+    d["snapshot_every"] = snapshot_every(config, run)  # Figure 4: only the runs of `efficiency`
     train_config_from_dict(copy.deepcopy(d), where=f"run {run!r}")  # fail at parse time, naming the run
     return d
 

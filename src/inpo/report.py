@@ -193,8 +193,9 @@ NOTEBOOK_DIR = Path("notebooks")
 #: - ``ablations``: nothing more, but only where the config has an ablation sheet;
 #: - ``train_logs``: ``log_paths``, ``{run: results/logs/train/<run>.csv}``;
 #: - ``images``: ``images_dir``, ``models``, ``prompt_set``, ``indices``, ``scores_paths`` (prompt texts);
-#: - ``conditional``: paper 5.5's sources, conditions and images (its rule is in conditional.smk).
-NEEDS = ("tables", "ablations", "train_logs", "images", "conditional")
+#: - ``conditional``: paper 5.5's sources, conditions and images (its rule is in conditional.smk);
+#: - ``efficiency``: ``tables_dir`` (Figure 4's tables, rule ``efficiency_tables``), ``model``, ``name_map``.
+NEEDS = ("tables", "ablations", "train_logs", "images", "conditional", "efficiency")
 
 
 @dataclass(frozen=True)
@@ -225,6 +226,7 @@ NOTEBOOKS: dict[str, Notebook] = {n.name: n for n in (
     Notebook("training_curves", ("train_logs",)),
     Notebook("image_grids", ("images",)),
     Notebook("conditional_grids", ("conditional",)),
+    Notebook("fig4_efficiency", ("efficiency",)),
 )}
 
 

@@ -12,7 +12,8 @@ the slots ``a * (B * n_proc) + r * B + [0, B)``. Together with per-pair random d
 and the number of processes, and a resumed run continues exactly where the checkpoint was taken.
 
 Checkpoints (``state_dir/checkpoint-<update>``: model, optimizer, trainer state) live outside the
-declared outputs, so a job killed by its scheduler resumes from the latest one when rerun.
+declared outputs, so a job killed by its scheduler resumes from the latest one when rerun. So do the
+policy snapshots of ``snapshot_every`` (``state_dir/snapshots/update-<update>``, :func:`save_snapshot`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import torch
 
 from .conditioning import TextConditioner
 from .config import TrainConfig, load_train_config
+from .efficiency import snapshot_path
 from .losses import per_image_error
 from .methods import PairGenerators, derive_seed, draw_dropout, get_method
 
@@ -327,6 +329,21 @@ def save_checkpoint(accelerator, cfg: TrainConfig, update: int, state: dict) -> 
     accelerator.wait_for_everyone()
 
 
+def save_snapshot(accelerator, cfg: TrainConfig, update: int, policy) -> None:
+    """The policy UNet after ``update`` updates as a diffusers ``unet`` folder (safetensors), written
+    under a temporary name and renamed."""
+    if accelerator.is_main_process:
+        final = snapshot_path(cfg.state_dir, update)
+        tmp = final.with_name(f".tmp-{final.name}")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        accelerator.unwrap_model(policy).save_pretrained(str(tmp), safe_serialization=True)
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    accelerator.wait_for_everyone()
+
+
 # --------------------------------------------------------------------------- logging
 
 
@@ -449,6 +466,8 @@ def train(cfg: TrainConfig, *, stop_after: int | None = None) -> dict:
         bar.set_postfix(loss=f"{reduced['loss']:.4f}", acc=f"{reduced.get('implicit_acc', float('nan')):.2f}")
         u = update + 1
         done_here += 1
+        if cfg.snapshot_every and u % cfg.snapshot_every == 0 and u < cfg.max_updates:
+            save_snapshot(accelerator, cfg, u, policy)
         if cfg.checkpoint_every and (u % cfg.checkpoint_every == 0 or u == cfg.max_updates):
             save_checkpoint(accelerator, cfg, u, {"update": u, "pairs_seen": pairs_seen, "wall_s": wall})
         if stop_after is not None and done_here >= stop_after:

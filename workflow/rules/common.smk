@@ -96,6 +96,56 @@ def sweep_runs(sweep):
     return list(dict.fromkeys(ABLATIONS.loc[ABLATIONS["sweep"] == sweep, "run"]))
 
 
+# --------------------------------------------------------------------------- efficiency (Figure 4)
+
+from inpo import efficiency as E  # noqa: E402
+
+EFFICIENCY = config["efficiency"]
+E.check_config(config, RUNS, EVAL_MODELS)
+EFF_RUNS = list(EFFICIENCY["runs"])
+EFF_UPDATES = {r: E.snapshot_updates(TRAIN_CONFIGS[r]["max_updates"], E.snapshot_every(config, r)) for r in EFF_RUNS}
+EFF_TABLES = ["fig4_curves", "fig4_efficiency"]
+
+
+def efficiency_snapshot_scores(run):
+    return {k: results(f"efficiency/scores/{run}/update-{k}.parquet") for k in EFF_UPDATES[run]}
+
+
+def efficiency_main_scores(model):
+    ps = EFFICIENCY["prompt_set"]
+    return [results(f"scores/{model}/{ps}/{e}.parquet") for e in EFFICIENCY["evaluators"]]
+
+
+def efficiency_inputs(wildcards):
+    out = {"prompts": results(f"data/prompts/{EFFICIENCY['prompt_set']}.parquet"),
+           "base": efficiency_main_scores("base")}
+    for r in EFF_RUNS:
+        out[f"{r}_init"] = efficiency_main_scores(RUNS[r]["init"])
+        out[f"{r}_final"] = efficiency_main_scores(r)
+        out[f"{r}_log"] = results(f"logs/train/{r}.csv")
+        out[f"{r}_benchmark"] = results(f"benchmarks/train/{r}.tsv")
+        out[f"{r}_snapshots"] = list(efficiency_snapshot_scores(r).values())
+    return out
+
+
+def efficiency_runs_param():
+    """The per-run files of inpo.efficiency.curves_from_files (the same paths as efficiency_inputs)."""
+    return {r: {"init_scores": efficiency_main_scores(RUNS[r]["init"]), "final_scores": efficiency_main_scores(r),
+                "snapshot_scores": efficiency_snapshot_scores(r), "log": results(f"logs/train/{r}.csv"),
+                "benchmark": results(f"benchmarks/train/{r}.tsv"), "max_updates": TRAIN_CONFIGS[r]["max_updates"]}
+            for r in EFF_RUNS}
+
+
+def snapshot_path(run, update):
+    """Where the trainer writes the snapshot of ``run`` at ``update``."""
+    return str(E.snapshot_path(TRAIN_CONFIGS[run]["state_dir"], update))
+
+
+def efficiency_targets():
+    """Figure 4's tables (its notebook is one of inpo.report.NOTEBOOKS: report_targets)."""
+    return [results(f"tables/{t}.{ext}") for t in EFF_TABLES for ext in ("csv", "tex")]
+
+
 # --------------------------------------------------------------------------- report
 # The one list of tables is inpo.report.TABLES, the one list of notebooks inpo.report.NOTEBOOKS.
 
@@ -118,15 +168,20 @@ TABLE_PARAMS = dict(
 R.ReportOptions(**TABLE_PARAMS)  # a bad key fails now
 _LOGS = {r: results(f"logs/train/{r}.csv") for r in RUNS}
 _SCORES = results("scores/all.parquet")
+# the toy's base quality (rule toy_base_quality, toy.smk), shown by Table 1's notebook
+_TOY_BASE_QUALITY = [results("tables/toy_base_quality.csv")] if TOY and "base" in RUNS else []
 # what each need of a notebook (inpo.report.NEEDS) is in this config: input files and papermill
 # parameters; None where the config has none. `conditional`: the grids' own rule (conditional.smk).
 NOTEBOOK_NEEDS = {
-    "tables": dict(inputs=[results(f"tables/{t}.csv") for t in TABLES], parameters=dict(tables_dir=results("tables"))),
+    "tables": dict(inputs=[results(f"tables/{t}.csv") for t in TABLES] + _TOY_BASE_QUALITY,
+                   parameters=dict(tables_dir=results("tables"))),
     "ablations": None if ABLATIONS is None else dict(inputs=[], parameters={}),  # Table 2: only with a sheet
     "train_logs": dict(inputs=list(_LOGS.values()), parameters=dict(log_paths=_LOGS)),
     "images": dict(inputs=[_SCORES], parameters=dict(
         images_dir=results("images"), models=EVAL_MODELS, prompt_set=PROMPT_SETS[0],
         indices=REPORT.get("grid_indices", list(range(8))), scores_paths=[_SCORES])),
+    "efficiency": dict(inputs=[results(f"tables/{t}.csv") for t in EFF_TABLES], parameters=dict(
+        tables_dir=results("tables"), model=REPORT["model"], name_map=REPORT.get("name_map", {}))),
 }
 NOTEBOOKS = R.notebooks_for(NOTEBOOK_NEEDS)
 
