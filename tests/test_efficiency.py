@@ -201,6 +201,6 @@ def test_notebook_renders_the_tables(tmp_path):
                    for c in nb["cells"] for o in c.get("outputs", []))
     assert not [o for c in nb["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"]
     assert "3.6x faster than dpo" in text and "at least 10.0x faster than kto" in text
-    assert text.startswith("inpo reaches the level after 10 updates (2 GPU-hours).")
+    assert text.startswith("## Headline\n\ninpo reaches the level after 10 updates (2 GPU-hours).")  # first
     html = out["html"].read_text()
     assert "image/png" in html and "import matplotlib" not in html  # the figure, and no input code
