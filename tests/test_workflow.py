@@ -136,7 +136,7 @@ def test_paper_families_merge_and_validate():
     """SDXL is a merge patch on SD1.5: shared keys stay, null deletes, and the result validates."""
     from snakemake.utils import validate
 
-    from inpo.pipeline import all_runs, model_vae, run_train_config
+    from inpo.experiment import all_runs, model_vae, run_train_config
 
     fams = experiment_families("config/paper.yaml")
     sd15, sdxl = fams["sd15"], fams["sdxl"]
@@ -167,7 +167,7 @@ def test_paper_families_merge_and_validate():
 
 
 def test_merge_patch():
-    from inpo.pipeline import merge_patch
+    from inpo.experiment import merge_patch
 
     base = {"a": {"b": 1, "c": [1, 2]}, "d": None, "e": 5}
     assert merge_patch(base, {"a": {"b": 2, "c": [3]}, "e": None, "f": {"g": None}}) == {
@@ -176,7 +176,7 @@ def test_merge_patch():
 
 
 def test_experiment_errors_name_the_family(tmp_path):
-    from inpo.pipeline import experiment_configs
+    from inpo.experiment import experiment_configs
 
     a = tmp_path / "a.yaml"
     a.write_text("results: out/x\n")
@@ -210,7 +210,7 @@ def test_paper_config_offline_fails_fast_naming_the_source(tmp_path):
 
 
 def test_changed_generation_settings_drop_old_images(tmp_path):
-    from inpo.pipeline import reset_images_if_settings_changed
+    from inpo.experiment import reset_images_if_settings_changed
 
     for i in range(4):
         (tmp_path / f"{i:05d}.png").write_bytes(b"x")
@@ -245,7 +245,7 @@ def test_base_sdxl_generated_with_the_separate_vae(tmp_path):
         smk = SimpleNamespace(
             input=SimpleNamespace(prompts=str(prompts)), output=[str(done)], log=[str(tmp_path / f"{name}.log")],
             wildcards=SimpleNamespace(shard="0"),
-            params=SimpleNamespace(model=str(base), vae=vae, gen=gen, kind="sdxl", n_shards=1),
+            params=SimpleNamespace(model=str(base), vae=vae, gen=gen, kind="sdxl", n_shards=1, seed_base=0),
         )
         runpy.run_path(str(REPO / "workflow" / "scripts" / "generate.py"), init_globals={"snakemake": smk})
         return np.asarray(Image.open(done.parent / "00000.png"), dtype=np.int16)
