@@ -23,7 +23,7 @@ if not {"world", "experiments"} & config.keys():
 
 
 if "experiments" in config:
-    from inpo.pipeline import experiment_configs
+    from inpo.experiment import experiment_configs
 
     validate(config, schema="workflow/schemas/experiments.schema.yaml")
     FAMILIES = experiment_configs(config)  # family -> merged config (validated in its module)

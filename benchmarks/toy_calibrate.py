@@ -2,9 +2,9 @@
 
 The DAG's first two stages with the workflow config's own recipe, stage by stage:
 
-1. :func:`inpo.pipeline.toy_init` (rule ``toy_init``): the random tiny SD with its VAE pretrained on
+1. :func:`inpo.experiment.toy_init` (rule ``toy_init``): the random tiny SD with its VAE pretrained on
    toy images (``toy.model``, ``toy.vae``, the config's ``seed``);
-2. the ``base`` run (rule ``train``: :func:`inpo.pipeline.run_train_config` + :func:`inpo.trainer.train`,
+2. the ``base`` run (rule ``train``: :func:`inpo.experiment.run_train_config` + :func:`inpo.trainer.train`,
    method ``sft`` on procedural images), stopped at each of ``--unet-steps`` (it resumes from its own
    checkpoints, so a curve costs one run);
 3. at each point, ``--n-eval`` samples with the evaluation's sampler and steps
@@ -33,7 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from inpo import pipeline as P  # noqa: E402
+from inpo import experiment as P  # noqa: E402
 from inpo.data.toy import ToyWorld, base_quality, sample_base_images  # noqa: E402
 
 

@@ -5,13 +5,13 @@ A thin caller of the functions the workflow's rules call, with the workflow conf
 1. pairs: :func:`inpo.data.toy.make_preference_shards` with ``toy.pairs`` (rule ``toy_pairs``) and
    :func:`inpo.data.pickapic.filter_pairs` (rule ``filter_pairs``); the ``shuffled`` arm trains on
    the same pairs with the winner flipped at random (a control: it must not beat the base);
-2. training: each arm's TrainConfig is :func:`inpo.pipeline.run_train_config` of the config's run
+2. training: each arm's TrainConfig is :func:`inpo.experiment.run_train_config` of the config's run
    (``inpo`` / ``dpo``; ``--set key=value`` changes a dotted key of every arm), trained with
    :func:`inpo.trainer.train` (rule ``train``) along ``--eval-at`` (the arm's state folder persists:
    each point resumes from the previous one);
 3. evaluation: :func:`inpo.generate.generate_images` on the config's first prompt set with the
-   config's sampler and shared noise (:func:`inpo.pipeline.generation_seed_base`),
-   :func:`inpo.pipeline.score_images` with the first of ``report.effect_evaluators`` (rule
+   config's sampler and shared noise (:func:`inpo.experiment.generation_seed_base`),
+   :func:`inpo.experiment.score_images` with the first of ``report.effect_evaluators`` (rule
    ``score``), then :func:`inpo.tables.win_rate` (Wilson 95% interval) and
    :func:`inpo.tables.reward_effect_stats` (mean gain in the baseline's sd), as Table 1 and the
    toy-effect table do.
@@ -35,7 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from inpo import pipeline as P  # noqa: E402
+from inpo import experiment as P  # noqa: E402
 from inpo.data.toy import ToyWorld, make_preference_shards  # noqa: E402
 from inpo.tables import reward_effect_stats, win_rate  # noqa: E402
 

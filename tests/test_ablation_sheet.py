@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from inpo import pipeline as P
+from inpo import experiment as P
 from inpo import tables as T
 
 ROOT = Path(__file__).resolve().parents[1]

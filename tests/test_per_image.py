@@ -208,7 +208,7 @@ def test_kto_needs_per_image_data(trainer_world, tmp_path):
 
 def test_paper_recipe_is_the_reference_launcher():
     """config/paper_sd15.yaml's KTO run = exps/example.sh + train_kto_sd_v1.5.py defaults."""
-    from inpo import pipeline as P
+    from inpo import experiment as P
     from inpo.config import train_config_from_dict
 
     cfg = yaml.safe_load((ROOT / "config" / "paper_sd15.yaml").read_text())
@@ -229,7 +229,7 @@ def test_paper_recipe_is_the_reference_launcher():
 
 
 def test_toy_keeps_the_recipe_scaled_down():
-    from inpo import pipeline as P
+    from inpo import experiment as P
     from inpo.config import train_config_from_dict
 
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())

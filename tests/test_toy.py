@@ -263,7 +263,7 @@ def test_base_quality_ratio_by_hand(world):
 
 def test_seed_moves_generation_noise_and_is_validated():
     from inpo.config import train_config_from_dict
-    from inpo.pipeline import SEED_STRIDE, generation_seed_base
+    from inpo.experiment import SEED_STRIDE, generation_seed_base
 
     cfg = {"seed": 2, "evaluation": {"generation": {"seed_base": 100000}}}
     assert generation_seed_base(cfg) == 100000 + 2 * SEED_STRIDE == 2_100_000

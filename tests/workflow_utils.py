@@ -75,10 +75,10 @@ def planned_jobs(dry_run_output: str) -> list[tuple[str, dict[str, str]]]:
 
 def experiment_families(experiment_file: str) -> dict[str, dict]:
     """Each family's merged config of an experiment file (paths relative to the repository), as the
-    top-level Snakefile builds it (inpo.pipeline.experiment_configs)."""
+    top-level Snakefile builds it (inpo.experiment.experiment_configs)."""
     import yaml
 
-    from inpo.pipeline import experiment_configs
+    from inpo.experiment import experiment_configs
 
     cwd = os.getcwd()
     os.chdir(REPO)

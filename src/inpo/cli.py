@@ -94,8 +94,8 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 
 def cmd_generate(a: argparse.Namespace) -> int:
+    from .experiment import reset_images_if_settings_changed
     from .generate import generate_images, shard_rows
-    from .pipeline import reset_images_if_settings_changed
 
     prompts = _read_prompts(a.prompts, source=a.prompt_source, limit=a.limit)
     gen = {"steps": a.steps, "guidance_scale": a.guidance_scale, "seed_base": a.seed_base,
@@ -115,7 +115,7 @@ def cmd_generate(a: argparse.Namespace) -> int:
 
 def cmd_score(a: argparse.Namespace) -> int:
     from .evaluators import build
-    from .pipeline import score_images
+    from .experiment import score_images
 
     images = Path(a.images)
     if not images.is_dir():

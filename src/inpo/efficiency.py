@@ -270,14 +270,14 @@ def evaluate_snapshot(model_dir: str, snapshot_dir: str, prompts: pd.DataFrame, 
                       prompt_set: str, score_batch_size: int = 16) -> pd.DataFrame:
     """Generate ``prompts`` with the run's pipeline ``model_dir`` whose UNet is replaced by the snapshot
     ``snapshot_dir`` (:func:`inpo.generate.generate_images`, the main evaluation's settings and seeds),
-    then score them with each evaluator (``name -> options``; :func:`inpo.pipeline.score_images`).
+    then score them with each evaluator (``name -> options``; :func:`inpo.experiment.score_images`).
     Returns the tidy scores, ``model = label``."""
     from diffusers import UNet2DConditionModel
 
     from .evaluators import build
+    from .experiment import score_images
     from .generate import generate_images, resolve_device_dtype
     from .models import load_components
-    from .pipeline import score_images
 
     g = dict(generation)
     dtype = resolve_device_dtype(None, g.get("dtype"))[1]

@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 from snakemake.utils import validate
 
-from inpo import pipeline as P
+from inpo import experiment as P
 from inpo import report as R
 
 validate(config, schema="../schemas/config.schema.yaml")

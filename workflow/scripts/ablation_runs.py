@@ -1,7 +1,7 @@
 from _log import to_log
 
 to_log(snakemake)  # noqa: F821
-from inpo.pipeline import ablation_runs_table, read_ablations  # noqa: E402
+from inpo.experiment import ablation_runs_table, read_ablations  # noqa: E402
 
 smk = snakemake  # noqa: F821
 sheet = read_ablations(smk.input.sheet, smk.config["runs"])

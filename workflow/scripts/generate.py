@@ -5,9 +5,9 @@ from pathlib import Path  # noqa: E402
 
 import pandas as pd  # noqa: E402
 
+from inpo.experiment import reset_images_if_settings_changed  # noqa: E402
 from inpo.generate import generate_images, resolve_device_dtype, shard_rows  # noqa: E402
 from inpo.models import load_components  # noqa: E402
-from inpo.pipeline import reset_images_if_settings_changed  # noqa: E402
 
 smk = snakemake  # noqa: F821
 g = dict(smk.params.gen)

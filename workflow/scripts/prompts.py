@@ -3,7 +3,7 @@ from _log import to_log
 to_log(snakemake)  # noqa: F821
 from pathlib import Path  # noqa: E402
 
-from inpo.pipeline import load_prompts  # noqa: E402
+from inpo.experiment import load_prompts  # noqa: E402
 
 smk = snakemake  # noqa: F821
 df = load_prompts(smk.config, smk.wildcards.prompt_set)

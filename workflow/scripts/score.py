@@ -6,7 +6,7 @@ from pathlib import Path  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from inpo.evaluators import build  # noqa: E402
-from inpo.pipeline import score_images  # noqa: E402
+from inpo.experiment import score_images  # noqa: E402
 
 smk = snakemake  # noqa: F821
 w = smk.wildcards
