@@ -160,7 +160,7 @@ def test_notebook_runs_on_fixtures_and_renders_html(name, tmp_path):
     if name == "table1_winrates":
         assert "90.2" in html  # the paper's figure beside ours
         assert "<strong>inpo</strong> is ahead of <strong>base</strong>" in html  # 2 of 4 intervals above 50 %
-        assert "No <code>toy_base_ratio</code> table in this run" in html  # the hook, until the toy writes it
+        assert "No <code>toy_base_quality</code> table in this run" in html  # toy configs only (rule toy_base_quality)
     if name in ("table1_winrates", "table2_ablations", "supp_median_mean", "training_curves", "image_grids"):
         assert "data:image/png;base64" in html
 
