@@ -38,7 +38,8 @@ settings = {}  # the conditional config the images were made with (shown as is)
 
 # %%
 sources = C.read_sources(sources_dir)
-display(Markdown(f"{len(sources)} sources x {len(tasks)} tasks ({', '.join(tasks)}) x {len(models)} models."))
+display(Markdown(f"{len(sources)} sources x {len(tasks)} tasks ({', '.join(tasks)}) x {len(models)} models; "
+                 "rows, top to bottom: the source, its condition, then " + ", ".join(name_map.get(m, m) for m in models) + "."))
 if settings:
     display(pd.Series({k: str(v) for k, v in settings.items()}, name="value").to_frame())
 display(sources[["index", "prompt"]].style.hide(axis="index"))
