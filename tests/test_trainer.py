@@ -110,7 +110,7 @@ def test_resume_after_kill_is_bit_identical(world, tmp_path):
     assert ckpts == ["checkpoint-2", "checkpoint-3"]  # rotation keeps 2
 
 
-@pytest.mark.parametrize("method", ["sft", "kto"])
+@pytest.mark.parametrize("method", ["sft", "kto_pairs"])
 def test_other_methods_train_and_export(world, tmp_path, method):
     from diffusers import StableDiffusionPipeline
 
