@@ -215,7 +215,7 @@ def main(argv=None) -> None:
     t_min, t_max = (args.t, args.t) if args.t is not None else (0, 999)
     cfg = TrainConfig(output_dir="/tmp/unused", state_dir="/tmp/unused",
                       method=MethodConfig(name="inpo", t_min=t_min, t_max=t_max),
-                      model=ModelConfig(kind="sd15"), micro_batch_size=args.pairs, grad_accum=args.accum,
+                      model=ModelConfig(family="sd15"), micro_batch_size=args.pairs, grad_accum=args.accum,
                       mixed_precision="bf16" if precision == "bf16" else "no")
     e_calls = expected_calls(cfg)
     n_params = sum(p.numel() for p in policy.parameters()) / 1e6

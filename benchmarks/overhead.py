@@ -58,7 +58,7 @@ class InMemoryModels(Models):
         self.reference = copy.deepcopy(self.policy).requires_grad_(False).eval().to(device)
         self.vae = comps["vae"].requires_grad_(False).eval().to(device)
         comps["text_encoder"].requires_grad_(False).eval().to(device)
-        self.text = TextConditioner([comps["tokenizer"]], [comps["text_encoder"]], kind="sd15",
+        self.text = TextConditioner([comps["tokenizer"]], [comps["text_encoder"]], family="sd15",
                                     resolution=comps["vae"].config.sample_size)
         self.alphas_cumprod = comps["scheduler"].alphas_cumprod.to(device=device, dtype=torch.float32)
         self.scaling_factor = self.vae.config.scaling_factor
@@ -269,7 +269,7 @@ def main(argv=None) -> None:
     def cfg_for(t_min, t_max):
         return TrainConfig(output_dir="/tmp/unused", state_dir="/tmp/unused",
                            method=MethodConfig(name="inpo", t_min=t_min, t_max=t_max),
-                           model=ModelConfig(kind="sd15"), micro_batch_size=args.pairs, grad_accum=1)
+                           model=ModelConfig(family="sd15"), micro_batch_size=args.pairs, grad_accum=1)
 
     B = args.pairs
     modes = [(f"fixed t={args.t}", cfg_for(args.t, args.t), False)]

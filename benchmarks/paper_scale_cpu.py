@@ -82,7 +82,7 @@ class InMemoryModels(Models):
         self.reference = copy.deepcopy(self.policy).requires_grad_(False).eval().to(device)
         self.vae = comps["vae"].requires_grad_(False).eval().to(device)
         comps["text_encoder"].requires_grad_(False).eval().to(device)
-        self.text = TextConditioner([comps["tokenizer"]], [comps["text_encoder"]], kind="sd15", resolution=512)
+        self.text = TextConditioner([comps["tokenizer"]], [comps["text_encoder"]], family="sd15", resolution=512)
         self.alphas_cumprod = comps["scheduler"].alphas_cumprod.to(device=device, dtype=torch.float32)
         self.scaling_factor = self.vae.config.scaling_factor
 
@@ -136,7 +136,7 @@ def main(argv=None) -> None:
     cfg = TrainConfig(
         output_dir="/tmp/unused", state_dir="/tmp/unused",
         method=MethodConfig(name="inpo", t_min=args.t, t_max=args.t, caption_dropout=args.caption_dropout),
-        model=ModelConfig(kind="sd15", gradient_checkpointing=not args.no_checkpointing),
+        model=ModelConfig(family="sd15", gradient_checkpointing=not args.no_checkpointing),
         micro_batch_size=args.pairs, grad_accum=1,
     )
     n_calls, level = inversion_plan(args.t, cfg.method.inversion.n_steps)

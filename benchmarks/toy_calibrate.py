@@ -62,7 +62,7 @@ def main(argv=None):
     seed = int(config.get("seed", 0))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    world = ToyWorld.from_dict(config["toy"].get("world"))
+    world = ToyWorld.from_dict(config["toy"].get("scene"))
     g = config["evaluation"]["generation"]
     evaluator = config["report"].get("effect_evaluators", config["evaluation"]["evaluators"])[0]
     scorer = build(evaluator, **dict(config["evaluation"].get("evaluator_options", {}).get(evaluator) or {}))

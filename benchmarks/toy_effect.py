@@ -87,7 +87,7 @@ def main(argv=None):
     if a.seed is not None:
         config["seed"] = a.seed
     sets = P.parse_overrides(";".join(a.set), where="--set")
-    world = ToyWorld.from_dict(config["toy"].get("world"))
+    world = ToyWorld.from_dict(config["toy"].get("scene"))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     res: dict = {"args": vars(a), "seed": config.get("seed", 0), "times": {}}

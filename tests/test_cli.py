@@ -40,7 +40,7 @@ def test_inpo_help_lists_every_command():
 
 @pytest.mark.parametrize("cmd, options", [
     ("train", ["--gpus", "--processes", "--print-command"]),
-    ("generate", ["--steps", "--guidance-scale", "--seed-base", "--shard", "--scheduler", "--kind"]),
+    ("generate", ["--steps", "--guidance-scale", "--seed-base", "--shard", "--scheduler", "--family"]),
     ("score", ["--evaluator", "--options", "--out", "--batch-size"]),
     ("filter", ["--split", "--check-images", "--max-rows"]),
     ("report", ["--scores", "--out-dir", "--runs", "--benchmark-root", "--options"]),

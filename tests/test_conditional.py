@@ -39,13 +39,13 @@ def _px(path_or_image) -> np.ndarray:
     return np.asarray(im.convert("RGB"), dtype=np.int16)
 
 
-def build_world(root: Path, kind: str = "sdxl") -> dict[str, Path]:
+def build_world(root: Path, family: str = "sdxl") -> dict[str, Path]:
     """Tiny random pipelines saved as diffusers folders: base; 'dpo' = base with another UNet; 'same' =
     base with a copy of its own UNet; a stand-in ControlNet from the base UNet; a tiny DPT; 2 sources."""
     from inpo.tokenizer import build_clip_tokenizer
 
     tok = build_clip_tokenizer(root / "tok")
-    if kind == "sdxl":
+    if family == "sdxl":
         tok2 = build_clip_tokenizer(root / "tok2", pad_token="!")
         comps, other = _sdxl_components(tok, tok2, 0), _sdxl_components(tok, tok2, 1)["unet"]
     else:
@@ -366,7 +366,7 @@ def test_rules_through_snakemake(tmp_path, monkeypatch):
     cond = {"sources": "{results}/conditional/sources", "models": ["base", "inpo"], "tasks": ["depth", "inpaint"],
             "controlnets": {"depth": "{results}/conditional/controlnets/depth"},
             "depth_model": "{results}/conditional/depth_model", "steps": 2, "toy_sources": {"n": 2, "image_size": 24}}
-    cfg = {"kind": "sdxl", "seed": 0, "model": {"base": str(w["base"]), "vae": None},
+    cfg = {"family": "sdxl", "seed": 0, "model": {"base": str(w["base"]), "vae": None},
            "paths": {"base": str(w["base"]), "inpo": str(w["dpo"])}, "conditional": cond,
            "report": {"name_map": {"base": "Base-SDXL", "inpo": "InPO-SDXL"}}}
     (work / "cond_config.yaml").write_text(yaml.safe_dump(cfg))

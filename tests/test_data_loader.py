@@ -33,7 +33,7 @@ def pairs(tmp_path_factory, jpeg, write_shard):
 def cfg(B, A, updates=3, workers=0, prefetch=2):
     return train_config_from_dict({
         "output_dir": "unused", "state_dir": "unused",
-        "data": {"kind": "pairs", "index": "unused", "resolution": 8, "num_workers": workers,
+        "data": {"examples": "pairs", "index": "unused", "resolution": 8, "num_workers": workers,
                  "prefetch_factor": prefetch},
         "micro_batch_size": B, "grad_accum": A, "max_updates": updates, "seed": 5,
     })
@@ -174,7 +174,7 @@ def test_pre_resized_pack_gives_training_the_same_pixels_and_losses(tmp_path, jp
         PreferencePairs(world / "fit.parquet", 8)
     logs = []
     for name, index in (("off", "pairs.parquet"), ("on", "fit.parquet")):
-        c = make_run_cfg(world, name, tmp_path, data={"kind": "pairs", "index": str(world / index),
+        c = make_run_cfg(world, name, tmp_path, data={"examples": "pairs", "index": str(world / index),
                                                        "resolution": RESOLUTION},
                          method={"name": "dpo", "beta": 500.0})  # DPO: both images, no inversion (fast)
         train(c)

@@ -155,7 +155,7 @@ def test_snapshot_is_the_model_of_a_run_stopped_there(tmp_path, jpeg, write_shar
     prompts = pd.DataFrame({"index": [0, 3], "prompt": ["a colour swatch", "a red swatch"]})
     gen = {"steps": 2, "guidance_scale": 3.0, "seed_base": 5, "batch_size": 2}
     scores = E.evaluate_snapshot(str(tmp_path / "two" / "model"), str(snap), prompts, str(tmp_path / "img_snap"),
-                                 kind="sd15", generation=gen, evaluators={"toy_reward": {}}, label="two@1",
+                                 family="sd15", generation=gen, evaluators={"toy_reward": {}}, label="two@1",
                                  prompt_set="p")
     generate_images(str(tmp_path / "one" / "model"), prompts, tmp_path / "img_one", num_inference_steps=2,
                     guidance_scale=3.0, seed_base=5, batch_size=2, progress=False)

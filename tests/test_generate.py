@@ -189,8 +189,8 @@ def test_bad_arguments(components, prompts, tmp_path):
         _run(components, prompts, tmp_path, shard=(3, 3))
     with pytest.raises(ValueError, match="duplicates"):
         _run(components, pd.concat([prompts, prompts]), tmp_path)
-    with pytest.raises(ValueError, match="kind"):
-        _run(components, prompts, tmp_path / "k", kind="sd3")
+    with pytest.raises(ValueError, match="family"):
+        _run(components, prompts, tmp_path / "k", family="sd3")
 
 
 def _sdxl_components(tokenizer, tokenizer_2, seed: int = 0):
@@ -228,10 +228,10 @@ def test_sdxl_batch_and_shard_invariant(tokenizer, prompts, tmp_path_factory):
     tok2 = build_clip_tokenizer(tmp_path_factory.mktemp("tok2"), pad_token="!")
     comps = _sdxl_components(tokenizer, tok2)
     rows = prompts.iloc[:3]
-    a = _run(comps, rows, tmp_path_factory.mktemp("xl_a"), kind="sdxl", batch_size=3)
+    a = _run(comps, rows, tmp_path_factory.mktemp("xl_a"), family="sdxl", batch_size=3)
     out_b, b = tmp_path_factory.mktemp("xl_b"), []
     for i in range(2):
-        b += _run(comps, rows, out_b, kind="sdxl", batch_size=1, shard=(i, 2))
+        b += _run(comps, rows, out_b, family="sdxl", batch_size=1, shard=(i, 2))
     by_name = {p.name: p for p in b}
     for p in a:
         with Image.open(p) as im:

@@ -76,7 +76,7 @@ def test_kto_two_processes_all_reduce_kl(trainer_world, tmp_path):
 
     build_image_index(trainer_world / "pairs.parquet", trainer_world / "manifest.json", tmp_path / "img.parquet",
                       tmp_path / "img.json")
-    data = {"kind": "images", "index": str(tmp_path / "img.parquet"), "resolution": RESOLUTION, "positive_ratio": 0.5}
+    data = {"examples": "images", "index": str(tmp_path / "img.parquet"), "resolution": RESOLUTION, "positive_ratio": 0.5}
     method = {"name": "kto", "beta": 200.0, "caption_dropout": 0.0}
     cfg1 = make_run_cfg(trainer_world, "k1", tmp_path, method=method, data=data, micro_batch_size=2, grad_accum=1,
                         max_updates=4, optim=LINEAR_OPT)

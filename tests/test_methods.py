@@ -109,10 +109,10 @@ def test_config_validation_asks_the_registry(tmp_path, registered):
     assert train_config_from_dict(_cfg(tmp_path, {"name": "test_hinge"})).method.name == "test_hinge"
     with pytest.raises(ValueError, match="method.beta must be > 0 for test_hinge"):  # the method's own check
         train_config_from_dict(_cfg(tmp_path, {"name": "test_hinge", "beta": 0.0}))
-    toy = {"kind": "toy_images", "toy_images": 8}
+    toy = {"examples": "toy_images", "toy_images": 8}
     with pytest.raises(ValueError, match="toy_images has no loser images; method 'dpo' needs pairs"):
         train_config_from_dict(_cfg(tmp_path, {"name": "dpo"}, toy))
-    assert train_config_from_dict(_cfg(tmp_path, {"name": "test_winner_only"}, toy)).data.kind == "toy_images"
+    assert train_config_from_dict(_cfg(tmp_path, {"name": "test_winner_only"}, toy)).data.examples == "toy_images"
     with pytest.raises(ValueError, match="'test_hinge' is already registered"):
         register(Hinge)
 

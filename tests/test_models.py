@@ -137,7 +137,7 @@ def test_tiny_sdxl_build_save_reload_generate(tmp_path):
     pipe = StableDiffusionXLPipeline.from_pretrained(tmp_path / "xl")
     img = _gen(pipe)
     assert img.shape == (2, 16, 16, 3) and np.isfinite(img).all()
-    loaded = load_components(tmp_path / "xl", kind="sdxl")
+    loaded = load_components(tmp_path / "xl", family="sdxl")
     assert {"text_encoder_2", "tokenizer_2"} <= set(loaded)
 
 

@@ -180,7 +180,7 @@ def test_per_image_kto_resume_equals_uninterrupted(trainer_world, tmp_path):
 
     build_image_index(trainer_world / "pairs.parquet", trainer_world / "manifest.json",
                       tmp_path / "img.parquet", tmp_path / "img.json")
-    data = {"kind": "images", "index": str(tmp_path / "img.parquet"), "resolution": RESOLUTION,
+    data = {"examples": "images", "index": str(tmp_path / "img.parquet"), "resolution": RESOLUTION,
             "positive_ratio": 0.8}
     kw = dict(method={"name": "kto", "beta": 1000.0}, data=data, micro_batch_size=3, grad_accum=1, max_updates=3,
               checkpoint_every=1, optim={"optimizer": "adamw8bit", "learning_rate": 1e-3, "scale_lr": False,
@@ -218,7 +218,7 @@ def test_paper_recipe_is_the_reference_launcher():
     assert t.pairs_per_update(gpus) == 4 * 2 * 1  # --num_processes 4 x --train_batch_size=2 x accumulation 1
     assert (t.method.name, t.method.beta, t.method.t_min, t.method.t_max, t.method.caption_dropout) == (
         "kto", 1000.0, 0, 999, 0.2)
-    assert (t.data.kind, t.data.positive_ratio, t.data.resolution, t.data.random_flip) == ("images", 0.8, 512, True)
+    assert (t.data.examples, t.data.positive_ratio, t.data.resolution, t.data.random_flip) == ("images", 0.8, 512, True)
     assert t.data.index.endswith("data/per_image/pairs.parquet")
     o = t.optim
     assert (o.optimizer, o.learning_rate, o.scale_lr, o.warmup_updates, o.lr_schedule) == (
@@ -236,7 +236,7 @@ def test_toy_keeps_the_recipe_scaled_down():
     runs = P.all_runs(cfg, None)
     kto = train_config_from_dict(P.run_train_config(cfg, "kto", runs))
     dpo = train_config_from_dict(P.run_train_config(cfg, "dpo", runs))
-    assert (kto.data.kind, kto.data.positive_ratio, kto.optim.optimizer, kto.optim.scale_lr) == (
+    assert (kto.data.examples, kto.data.positive_ratio, kto.optim.optimizer, kto.optim.scale_lr) == (
         "images", 0.8, "adamw8bit", False)
     # images per update x updates = the pair runs' images (2 per pair): the toy DAG's time does not grow
     assert kto.pairs_per_update() * kto.max_updates == 2 * dpo.pairs_per_update() * dpo.max_updates

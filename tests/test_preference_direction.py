@@ -28,7 +28,7 @@ class Judge:
     def __init__(self, base_dir):
         from inpo.models import load_components
 
-        comps = load_components(str(base_dir), kind="sd15")
+        comps = load_components(str(base_dir), family="sd15")
         vae, tok, enc = comps["vae"], comps["tokenizer"], comps["text_encoder"]
         self.acp = comps["scheduler"].alphas_cumprod.float()
         with torch.no_grad():

@@ -22,7 +22,7 @@ def sdxl():
 @pytest.mark.parametrize("resolution", [16, 24])
 def test_text_conditioner_equals_diffusers_sdxl_encoding(sdxl, resolution):
     tc = TextConditioner([sdxl["tokenizer"], sdxl["tokenizer_2"]], [sdxl["text_encoder"], sdxl["text_encoder_2"]],
-                         kind="sdxl", resolution=resolution)
+                         family="sdxl", resolution=resolution)
     cond = tc(CAPTIONS, "cpu")
     pipe = make_pipeline(sdxl)
     with torch.no_grad():

@@ -268,7 +268,7 @@ def test_seed_moves_generation_noise_and_is_validated():
     cfg = {"seed": 2, "evaluation": {"generation": {"seed_base": 100000}}}
     assert generation_seed_base(cfg) == 100000 + 2 * SEED_STRIDE == 2_100_000
     assert generation_seed_base({"evaluation": {"generation": {"seed_base": 7}}}) == 7  # seed 0 by default
-    base = {"output_dir": "o", "state_dir": "s", "data": {"kind": "toy_images"}, "method": {"name": "sft"}}
+    base = {"output_dir": "o", "state_dir": "s", "data": {"examples": "toy_images"}, "method": {"name": "sft"}}
     assert train_config_from_dict({**base, "seed": 3}).seed == 3
     with pytest.raises(ValueError, match="seed must be an integer >= 0"):
         train_config_from_dict({**base, "seed": -1})

@@ -51,7 +51,7 @@ def run_cfg(world, name, tmp, **over):
         "state_dir": str(tmp / name / "state"),
         "method": method,
         "model": {"pretrained": str(world / "base")},
-        "data": {"kind": "pairs", "index": str(world / "pairs.parquet"), "resolution": 16},
+        "data": {"examples": "pairs", "index": str(world / "pairs.parquet"), "resolution": 16},
         "optim": {"learning_rate": 1e-3, "scale_lr": False, "warmup_updates": 2},
         "micro_batch_size": 2, "grad_accum": 2, "max_updates": 2, "seed": 3,
         "checkpoint_every": 0, "log_csv": str(tmp / name / "log.csv"), "progress": False,
@@ -188,7 +188,7 @@ def test_sdxl_conditioning_trains(tmp_path, jpeg, write_shard):
     cfg = train_config_from_dict({
         "output_dir": str(tmp_path / "out"), "state_dir": str(tmp_path / "st"),
         "method": {"name": "inpo", "beta": 5000.0},
-        "model": {"pretrained": str(tmp_path / "xl"), "kind": "sdxl"},
+        "model": {"pretrained": str(tmp_path / "xl"), "family": "sdxl"},
         "data": {"index": str(tmp_path / "p.parquet"), "resolution": 16},
         "optim": {"optimizer": "adafactor", "learning_rate": 1e-3, "scale_lr": False, "warmup_updates": 0},
         "micro_batch_size": 2, "grad_accum": 1, "max_updates": 1, "checkpoint_every": 0, "progress": False,

@@ -245,7 +245,7 @@ def test_base_sdxl_generated_with_the_separate_vae(tmp_path):
         smk = SimpleNamespace(
             input=SimpleNamespace(prompts=str(prompts)), output=[str(done)], log=[str(tmp_path / f"{name}.log")],
             wildcards=SimpleNamespace(shard="0"),
-            params=SimpleNamespace(model=str(base), vae=vae, gen=gen, kind="sdxl", n_shards=1, seed_base=0),
+            params=SimpleNamespace(model=str(base), vae=vae, gen=gen, family="sdxl", n_shards=1, seed_base=0),
         )
         runpy.run_path(str(REPO / "workflow" / "scripts" / "generate.py"), init_globals={"snakemake": smk})
         return np.asarray(Image.open(done.parent / "00000.png"), dtype=np.int16)
@@ -264,9 +264,9 @@ def test_base_sdxl_generated_with_the_separate_vae(tmp_path):
     from inpo.generate import generate_images
     from inpo.models import load_components
 
-    comps = load_components(base, kind="sdxl")
+    comps = load_components(base, family="sdxl")
     comps["vae"] = AutoencoderKL.from_pretrained(vae_dir)
-    generate_images(comps, pd.read_parquet(prompts), tmp_path / "by_hand", kind="sdxl", num_inference_steps=2,
+    generate_images(comps, pd.read_parquet(prompts), tmp_path / "by_hand", family="sdxl", num_inference_steps=2,
                     guidance_scale=5.0, seed_base=0, batch_size=1, progress=False)
     by_hand = np.asarray(Image.open(tmp_path / "by_hand" / "00000.png"), dtype=np.int16)
     assert np.array_equal(swapped, by_hand)

@@ -44,7 +44,7 @@ def make_run_cfg(world: Path, name: str, tmp: Path, **over) -> TrainConfig:
         "state_dir": str(tmp / name / "state"),
         "method": {"name": "inpo", "beta": 500.0},
         "model": {"pretrained": str(world / "base")},
-        "data": {"kind": "pairs", "index": str(world / "pairs.parquet"), "resolution": RESOLUTION},
+        "data": {"examples": "pairs", "index": str(world / "pairs.parquet"), "resolution": RESOLUTION},
         "optim": {"learning_rate": 1e-3, "scale_lr": False, "warmup_updates": 0},
         "micro_batch_size": 2, "grad_accum": 1, "max_updates": 2, "seed": 3,
         "checkpoint_every": 0, "log_csv": str(tmp / name / "log.csv"), "progress": False,

@@ -101,11 +101,11 @@ def cmd_generate(a: argparse.Namespace) -> int:
     gen = {"steps": a.steps, "guidance_scale": a.guidance_scale, "seed_base": a.seed_base,
            "batch_size": a.batch_size, "scheduler": a.scheduler, "resolution": a.resolution, "dtype": a.dtype}
     removed = reset_images_if_settings_changed(
-        a.out_dir, {"model": a.model, "kind": a.kind, **gen}, a.shard, shard_rows(prompts, a.shard)["index"])
+        a.out_dir, {"model": a.model, "family": a.family, **gen}, a.shard, shard_rows(prompts, a.shard)["index"])
     if removed:
         print(f"generation settings changed: removed {removed} old images", file=sys.stderr)
     written = generate_images(
-        a.model, prompts, a.out_dir, kind=a.kind, num_inference_steps=a.steps, guidance_scale=a.guidance_scale,
+        a.model, prompts, a.out_dir, family=a.family, num_inference_steps=a.steps, guidance_scale=a.guidance_scale,
         seed_base=a.seed_base, batch_size=a.batch_size, scheduler=a.scheduler, shard=a.shard,
         height=a.resolution, width=a.resolution, dtype=a.dtype, device=a.device,
     )
@@ -191,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("out_dir", help="folder of the PNG images")
     g.add_argument("--prompt-source", help="local file/folder of a named prompt set (default: the hub cache)")
     g.add_argument("--limit", type=int, help="only the first N prompts")
-    g.add_argument("--kind", choices=["sd15", "sdxl"], default="sd15", help="model family (default sd15)")
+    g.add_argument("--family", choices=["sd15", "sdxl"], default="sd15", help="model family (default sd15)")
     g.add_argument("--steps", type=int, default=50, help="sampler steps (default 50)")
     g.add_argument("--guidance-scale", type=float, help="CFG scale (default 7.5 for sd15, 5.0 for sdxl)")
     g.add_argument("--seed-base", type=int, default=0, help="image i uses seed seed_base + i (default 0)")

@@ -40,7 +40,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from inpo.generate import KINDS, resolve_device_dtype, set_scheduler
+from inpo.generate import FAMILIES, resolve_device_dtype, set_scheduler
 
 SOURCES_CSV = "sources.csv"
 
@@ -192,14 +192,14 @@ def load_source(path: str | os.PathLike, size: int, *, mode: str = "RGB") -> Ima
     return im.resize((size, size), Image.LANCZOS)
 
 
-def write_toy_sources(out_dir: str | os.PathLike, *, n: int, image_size: int, world: Mapping | None = None,
+def write_toy_sources(out_dir: str | os.PathLike, *, n: int, image_size: int, scene: Mapping | None = None,
                       seed: int = 0) -> Path:
-    """A source folder drawn by the toy renderer (:class:`inpo.data.toy.ToyWorld` options ``world``, at
+    """A source folder drawn by the toy renderer (:class:`inpo.data.toy.ToyWorld` options ``scene``, at
     ``image_size`` pixels): ``n`` images of the toy captions (cycled in order), ``seed`` for the
     drawing; ``sources.csv`` without masks (the centred rule applies)."""
     from inpo.data.toy import ToyWorld
 
-    w = ToyWorld.from_dict({**dict(world or {}), "image_size": int(image_size)})
+    w = ToyWorld.from_dict({**dict(scene or {}), "image_size": int(image_size)})
     caps = [w.captions[i % len(w.captions)] for i in range(n)]
     images = w.render_batch(caps, seed)
     out = Path(out_dir)
@@ -328,7 +328,7 @@ def native_resolution(base: str, vae: str | None = None) -> int:
     return int(unet["sample_size"]) * vae_scale_factor(vcfg)
 
 
-def _pipeline_class(task: str, kind: str):
+def _pipeline_class(task: str, family: str):
     from diffusers import (
         StableDiffusionControlNetPipeline,
         StableDiffusionInpaintPipeline,
@@ -336,34 +336,34 @@ def _pipeline_class(task: str, kind: str):
         StableDiffusionXLInpaintPipeline,
     )
 
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
     table = {
         ("controlnet", "sd15"): StableDiffusionControlNetPipeline,
         ("controlnet", "sdxl"): StableDiffusionXLControlNetPipeline,
         ("inpaint", "sd15"): StableDiffusionInpaintPipeline,
         ("inpaint", "sdxl"): StableDiffusionXLInpaintPipeline,
     }
-    return table[(TASKS[task].pipeline, kind)]
+    return table[(TASKS[task].pipeline, family)]
 
 
-def load_pipeline(task: str, kind: str, base: str, unet: str, *, controlnet: str | None = None,
+def load_pipeline(task: str, family: str, base: str, unet: str, *, controlnet: str | None = None,
                   vae: str | None = None, dtype: torch.dtype = torch.float32):
-    """The ``task`` pipeline of family ``kind``: every component from ``base`` (+ the separate ``vae``),
+    """The ``task`` pipeline of the model ``family``: every component from ``base`` (+ the separate ``vae``),
     the UNet from the diffusers folder (or hub id) ``unet`` (its ``unet/`` subfolder), and, for a
     ControlNet task, the ``ControlNetModel`` at ``controlnet``. No safety checker, no watermark."""
     from diffusers import ControlNetModel, UNet2DConditionModel
 
     from inpo.models import _from_pretrained, load_components
 
-    comps = load_components(base, kind=kind, vae=vae, dtype=dtype)
+    comps = load_components(base, family=family, vae=vae, dtype=dtype)
     comps["unet"] = _from_pretrained(UNet2DConditionModel, str(unet), "model", subfolder="unet", torch_dtype=dtype)
-    cls = _pipeline_class(task, kind)
+    cls = _pipeline_class(task, family)
     if TASKS[task].pipeline == "controlnet":
         if controlnet is None:
             raise ValueError(f"task {task!r} needs a ControlNet (conditional.controlnets.{task})")
         comps["controlnet"] = _from_pretrained(ControlNetModel, str(controlnet), "ControlNet", torch_dtype=dtype)
-    if kind == "sd15":
+    if family == "sd15":
         comps.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     else:
         comps.update(add_watermarker=False, force_zeros_for_empty_prompt=True)
@@ -402,7 +402,7 @@ def generate_conditional(pipe, task: str, sources: pd.DataFrame, conditions: Seq
     return paths
 
 
-def run_generation(task: str, kind: str, base: str, unet: str, sources_dir: str, conditions_dir: str,
+def run_generation(task: str, family: str, base: str, unet: str, sources_dir: str, conditions_dir: str,
                    out_dir: str, cfg: ConditionalConfig, *, vae: str | None = None, device=None) -> list[Path]:
     """Load the pipeline of ``task`` with the UNet of ``unet`` and generate every source (the rule's job)."""
     device, dtype = resolve_device_dtype(device, cfg.dtype)
@@ -412,7 +412,7 @@ def run_generation(task: str, kind: str, base: str, unet: str, sources_dir: str,
     absent = [str(p) for p in conds if not p.is_file()]
     if absent:
         raise FileNotFoundError(f"conditions of task {task!r} missing: {absent}")
-    pipe = load_pipeline(task, kind, base, unet, controlnet=cfg.controlnets.get(task), vae=vae, dtype=dtype)
+    pipe = load_pipeline(task, family, base, unet, controlnet=cfg.controlnets.get(task), vae=vae, dtype=dtype)
     return generate_conditional(pipe.to(device), task, sources, conds, out_dir, cfg, size)
 
 

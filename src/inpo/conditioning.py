@@ -45,15 +45,15 @@ class TextConditioner:
     (two encoders, penultimate hidden states concatenated, pooled embedding of the second,
     micro-conditioning ``time_ids = [res, res, 0, 0, res, res]``)."""
 
-    def __init__(self, tokenizers, text_encoders, *, kind: str = "sd15", resolution: int = 512):
+    def __init__(self, tokenizers, text_encoders, *, family: str = "sd15", resolution: int = 512):
         self.tokenizers = list(tokenizers)
         self.text_encoders = list(text_encoders)
-        self.kind = kind
+        self.family = family
         self.resolution = resolution
 
     @torch.no_grad()
     def __call__(self, captions: Sequence[str], device) -> Cond:
-        if self.kind == "sd15":
+        if self.family == "sd15":
             ids = self._ids(self.tokenizers[0], captions, device)
             return Cond(self.text_encoders[0](ids)[0])
         hidden, pooled = [], None

@@ -72,7 +72,8 @@ class OptimConfig:
 class ModelConfig:
     pretrained: str = ""
     """Pipeline the policy and the reference start from: a local diffusers folder or a hub id."""
-    kind: Literal["sd15", "sdxl"] = "sd15"
+    family: Literal["sd15", "sdxl"] = "sd15"
+    """Model family: SD1.5, or SDXL (two text encoders, pooled embedding, micro-conditioning)."""
     vae: str | None = None
     """Optional separate VAE (SDXL paper runs: madebyollin/sdxl-vae-fp16-fix)."""
     gradient_checkpointing: bool = False
@@ -80,9 +81,10 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    kind: Literal["pairs", "images", "toy_images"] = "pairs"
-    """``pairs``: a filtered Pick-a-Pic index; ``images``: a per-image labelled index derived from it
-    (:mod:`inpo.data.per_image`, Diffusion-KTO); ``toy_images``: procedural toy images (pretraining)."""
+    examples: Literal["pairs", "images", "toy_images"] = "pairs"
+    """What one training example is. ``pairs``: a preference pair of a filtered Pick-a-Pic index;
+    ``images``: one image of a per-image labelled index derived from it (:mod:`inpo.data.per_image`,
+    Diffusion-KTO); ``toy_images``: one procedural toy image (pretraining)."""
     index: str = ""
     """Path of the filtered pair index (``pairs``) or of the per-image index (``images``)."""
     positive_ratio: float = 0.5
@@ -92,8 +94,8 @@ class DataConfig:
     random_flip: bool = True
     toy_images: int = 0
     """Number of toy images (``toy_images``)."""
-    toy_world: dict[str, Any] = field(default_factory=dict)
-    """Keyword options of :class:`inpo.data.toy.ToyWorld` (``toy_images``)."""
+    toy_scene: dict[str, Any] = field(default_factory=dict)
+    """Keyword options of :class:`inpo.data.toy.ToyWorld` (``toy_images``; the workflow's ``toy.scene``)."""
     num_workers: int = 0
     """DataLoader worker processes per rank that read, decode and preprocess micro-batches (0: in
     the training process)."""
@@ -167,7 +169,29 @@ def _check_literal(hint, value, where):
     return value
 
 
+RENAMED_KEYS = {"model.kind": "model.family", "data.kind": "data.examples", "data.toy_world": "data.toy_scene"}
+"""Run-config keys that were renamed (old dotted key -> new): a config that still uses one fails with
+its new name (:func:`check_renamed_keys`), not as an unknown key."""
+
+
+def _has_key(data: Any, dotted: str) -> bool:
+    """Whether ``data`` holds ``dotted`` as nested mappings, as one dotted key (a run override), or
+    as a mix of the two (``{"data": {"kind": ...}}``, ``{"data.kind": ...}``)."""
+    if not isinstance(data, dict):
+        return False
+    head, _, rest = dotted.partition(".")
+    return dotted in data or (bool(rest) and _has_key(data.get(head), rest))
+
+
+def check_renamed_keys(data: Any, renamed: dict[str, str] = RENAMED_KEYS, where: str = "") -> None:
+    """Fail on the first old key of ``renamed`` (old dotted key -> new) found in ``data``, naming both."""
+    for old, new in renamed.items():
+        if _has_key(data, old):
+            raise ValueError(f"{where + ': ' if where else ''}config key `{old}` was renamed to `{new}`")
+
+
 def train_config_from_dict(data: dict[str, Any], where: str = "train") -> TrainConfig:
+    check_renamed_keys(data, where=where)
     cfg = _from_dict(TrainConfig, data, where)
     try:
         validate(cfg)
@@ -204,16 +228,16 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.data.num_workers < 0 or cfg.data.prefetch_factor < 1:
         raise ValueError(f"data: need num_workers >= 0 and prefetch_factor >= 1, got "
                          f"{cfg.data.num_workers} and {cfg.data.prefetch_factor}")
-    if cfg.data.kind in ("pairs", "images") and not cfg.data.index:
-        raise ValueError(f"data.index: the index is required for data.kind = {cfg.data.kind}")
-    if method.needs(m).labels != (cfg.data.kind == "images"):
-        raise ValueError(f"data.kind = {cfg.data.kind}: method {m.name!r} "
-                         + ("needs per-image labels (use data.kind = images)" if method.needs(m).labels
-                            else "does not train on per-image labelled data (data.kind = images)"))
+    if cfg.data.examples in ("pairs", "images") and not cfg.data.index:
+        raise ValueError(f"data.index: the index is required for data.examples = {cfg.data.examples}")
+    if method.needs(m).labels != (cfg.data.examples == "images"):
+        raise ValueError(f"data.examples = {cfg.data.examples}: method {m.name!r} "
+                         + ("needs per-image labels (use data.examples = images)" if method.needs(m).labels
+                            else "does not train on per-image labelled data (data.examples = images)"))
     if not 0 <= cfg.data.positive_ratio <= 1:
         raise ValueError(f"data.positive_ratio must be in [0, 1], got {cfg.data.positive_ratio}")
     if cfg.snapshot_every < 0:
         raise ValueError(f"snapshot_every must be >= 0 (0: no snapshots), got {cfg.snapshot_every}")
-    if cfg.data.kind == "toy_images" and method.needs(m).loser:
-        raise ValueError(f"data.kind = toy_images has no loser images; method {m.name!r} needs pairs "
+    if cfg.data.examples == "toy_images" and method.needs(m).loser:
+        raise ValueError(f"data.examples = toy_images has no loser images; method {m.name!r} needs pairs "
                          "(use a winners-only method such as sft)")

@@ -266,7 +266,7 @@ def describe(table: pd.DataFrame, model: str) -> str:
 
 
 def evaluate_snapshot(model_dir: str, snapshot_dir: str, prompts: pd.DataFrame, images_dir: str, *,
-                      kind: str, generation: Mapping, evaluators: Mapping[str, Mapping], label: str,
+                      family: str, generation: Mapping, evaluators: Mapping[str, Mapping], label: str,
                       prompt_set: str, score_batch_size: int = 16) -> pd.DataFrame:
     """Generate ``prompts`` with the run's pipeline ``model_dir`` whose UNet is replaced by the snapshot
     ``snapshot_dir`` (:func:`inpo.generate.generate_images`, the main evaluation's settings and seeds),
@@ -281,10 +281,10 @@ def evaluate_snapshot(model_dir: str, snapshot_dir: str, prompts: pd.DataFrame, 
 
     g = dict(generation)
     dtype = resolve_device_dtype(None, g.get("dtype"))[1]
-    comps = load_components(model_dir, kind=kind, dtype=dtype)
+    comps = load_components(model_dir, family=family, dtype=dtype)
     comps["unet"] = UNet2DConditionModel.from_pretrained(snapshot_dir, torch_dtype=dtype)
     res = g.get("resolution")
-    generate_images(comps, prompts, images_dir, kind=kind, num_inference_steps=g["steps"],
+    generate_images(comps, prompts, images_dir, family=family, num_inference_steps=g["steps"],
                     guidance_scale=g["guidance_scale"], seed_base=g["seed_base"], batch_size=g.get("batch_size", 4),
                     scheduler=g.get("scheduler"), height=res, width=res, dtype=g.get("dtype"), progress=False)
     del comps

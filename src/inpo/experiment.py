@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from .config import train_config_from_dict
+from .config import RENAMED_KEYS, check_renamed_keys, train_config_from_dict
 from .efficiency import snapshot_every
 
 ABLATION_COLUMNS = ["run", "sweep", "setting", "value", "base_run", "overrides", "paper_row"]
@@ -35,6 +35,23 @@ def results_path(config: dict, path: str = "") -> str:
     """``path`` inside the experiment's results folder (``config["results"]``, default ``results``)."""
     root = str(config.get("results", "results")).rstrip("/")
     return f"{root}/{path}" if path else root
+
+
+RENAMED_CONFIG_KEYS = {"kind": "family", "toy.world": "toy.scene",
+                       **{f"training.{old}": f"training.{new}" for old, new in RENAMED_KEYS.items()}}
+"""Workflow-config keys that were renamed (old dotted key -> new); run overrides are checked against
+:data:`inpo.config.RENAMED_KEYS`."""
+
+
+def check_config_keys(config: dict) -> None:
+    """Fail on a renamed key (:data:`RENAMED_CONFIG_KEYS`, and in each run's ``overrides``) with a
+    one-line message naming the old key and its new name; run before the schema, which would only
+    say the key is not allowed."""
+    check_renamed_keys(config, RENAMED_CONFIG_KEYS)
+    runs = config.get("runs")
+    for name, run in (runs.items() if isinstance(runs, dict) else ()):  # a bad type: the schema says so
+        overrides = run.get("overrides") if isinstance(run, dict) else None
+        check_renamed_keys(overrides, where=f"runs.{name}.overrides")
 
 
 # --------------------------------------------------------------------------- experiments
@@ -124,7 +141,8 @@ def read_ablations(path: str | Path, main_runs: dict[str, Any]) -> pd.DataFrame:
         elif row["base_run"].strip() not in main_runs:
             raise ValueError(f"{where}: column 'base_run' must name a main run {sorted(main_runs)}, "
                              f"got {row['base_run']!r}")
-        parse_overrides(row["overrides"], where=f"{where} column 'overrides'")
+        check_renamed_keys(parse_overrides(row["overrides"], where=f"{where} column 'overrides'"),
+                           where=f"{where} column 'overrides'")
         if run in seen and run not in main_runs:
             raise ValueError(f"{where}: run {run!r} already defined at row {seen[run] + 2}")
         seen[run] = i
@@ -209,17 +227,17 @@ def run_train_config(config: dict, run: str, runs: dict[str, Any]) -> dict[str, 
     d["tensorboard_dir"] = results_path(config, f"state/{run}/tensorboard")
     d.setdefault("model", {})
     d["model"]["pretrained"] = model_source(config, spec["init"], runs)
-    d["model"].setdefault("kind", config.get("kind", "sd15"))
+    d["model"].setdefault("family", config.get("family", "sd15"))
     if config["model"].get("vae") and spec["init"] == "base":
         d["model"].setdefault("vae", config["model"]["vae"])
     d.setdefault("data", {})
-    kind = d["data"].get("kind", "pairs")
-    if kind == "pairs":
+    examples = d["data"].get("examples", "pairs")
+    if examples == "pairs":
         d["data"]["index"] = pairs_index(config, spec.get("feedback"))
-    elif kind == "images":
+    elif examples == "images":
         d["data"]["index"] = images_index(config, spec.get("feedback"))
     else:
-        d["data"]["toy_world"] = dict(config.get("toy", {}).get("world", {}))
+        d["data"]["toy_scene"] = dict(config.get("toy", {}).get("scene", {}))
     d.setdefault("seed", config.get("seed", 0))
     d["snapshot_every"] = snapshot_every(config, run)  # Figure 4: only the runs of `efficiency`
     train_config_from_dict(copy.deepcopy(d), where=f"run {run!r}")  # fail at parse time, naming the run
@@ -238,7 +256,7 @@ def images_index(config: dict, feedback: str | None = None) -> str:
     pairs: it needs the pairs' image uids, which an AI-feedback index (paper 5.3) does not carry."""
     fb = feedback or config["data"].get("train_on_feedback")
     if fb:
-        raise ValueError(f"data.kind = images (per-image labels) with feedback {fb!r}: the per-image data set is "
+        raise ValueError(f"data.examples = images (per-image labels) with feedback {fb!r}: the per-image data set is "
                          "derived from the human-labelled pairs only")
     return results_path(config, "data/per_image/pairs.parquet")
 
@@ -257,7 +275,7 @@ def load_prompts(config: dict, prompt_set: str) -> pd.DataFrame:
     if config["world"] == "toy":
         from .data.toy import ToyWorld, eval_prompts
 
-        world = ToyWorld.from_dict(config.get("toy", {}).get("world"))
+        world = ToyWorld.from_dict(config.get("toy", {}).get("scene"))
         prompts = eval_prompts(world, n=int(spec.get("n", 400)), seed=int(spec.get("seed", 1)))
         df = pd.DataFrame({"index": range(len(prompts)), "prompt": prompts})
     else:
@@ -330,7 +348,7 @@ def toy_init(out_dir: str | Path, *, toy: dict, seed: int = 0) -> dict:
     from .data.toy import ToyWorld, pretrain_vae
     from .models import build_tiny_sd15, save_pipeline
 
-    world = ToyWorld.from_dict(toy.get("world"))
+    world = ToyWorld.from_dict(toy.get("scene"))
     comps = build_tiny_sd15(**{"seed": seed, **toy.get("model", {})})
     vae_cfg = toy.get("vae", {})
     metrics = pretrain_vae(comps["vae"], world, steps=vae_cfg.get("steps", 250),

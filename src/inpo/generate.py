@@ -24,7 +24,7 @@ from PIL import Image
 
 from inpo import hub
 
-KINDS = ("sd15", "sdxl")
+FAMILIES = ("sd15", "sdxl")
 DEFAULT_GUIDANCE = {"sd15": 7.5, "sdxl": 5.0}  # spec section 5: CFG 7.5 (SD1.5) / 5 (SDXL)
 
 SCHEDULERS = {
@@ -89,37 +89,37 @@ def resolve_device_dtype(device=None, dtype=None) -> tuple[torch.device, torch.d
     return device, hub.resolve_dtype(dtype, default=torch.float16 if device.type == "cuda" else torch.float32)
 
 
-def _pipeline_class(kind: str):
+def _pipeline_class(family: str):
     from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    return StableDiffusionPipeline if kind == "sd15" else StableDiffusionXLPipeline
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+    return StableDiffusionPipeline if family == "sd15" else StableDiffusionXLPipeline
 
 
-def load_pipeline(pipeline_path_or_components: Any, kind: str = "sd15", *, dtype: torch.dtype | None = None):
+def load_pipeline(pipeline_path_or_components: Any, family: str = "sd15", *, dtype: torch.dtype | None = None):
     """A diffusers pipeline from a folder / hub id, a dict of components, or a pipeline (returned as is).
 
     The safety checker is off (it blacks out images and is not part of the evaluation protocol).
     """
     from diffusers import DiffusionPipeline
 
-    cls = _pipeline_class(kind)
+    cls = _pipeline_class(family)
     src = pipeline_path_or_components
     if isinstance(src, DiffusionPipeline):
         pipe = src
     elif isinstance(src, Mapping):
         comps = dict(src)
-        if kind == "sd15":
+        if family == "sd15":
             comps.setdefault("safety_checker", None)
             comps.setdefault("feature_extractor", None)
             comps.setdefault("requires_safety_checker", False)
         pipe = cls(**comps)
     else:
-        extra = {"safety_checker": None, "requires_safety_checker": False} if kind == "sd15" else {}
+        extra = {"safety_checker": None, "requires_safety_checker": False} if family == "sd15" else {}
         pipe = hub.from_pretrained(cls, str(src), what="diffusers pipeline", option="pipeline path",
                                    torch_dtype=dtype or torch.float32, **extra)
-    if kind == "sd15" and getattr(pipe, "safety_checker", None) is not None:
+    if family == "sd15" and getattr(pipe, "safety_checker", None) is not None:
         pipe.safety_checker = None
     return pipe
 
@@ -146,7 +146,7 @@ def generate_images(
     prompts: pd.DataFrame,
     out_dir: str | Path,
     *,
-    kind: str = "sd15",
+    family: str = "sd15",
     num_inference_steps: int = 50,
     guidance_scale: float | None = None,
     seed_base: int = 0,
@@ -180,14 +180,14 @@ def generate_images(
         return paths
 
     device, dtype = resolve_device_dtype(device, dtype)
-    pipe = load_pipeline(pipeline_path_or_components, kind, dtype=dtype)
+    pipe = load_pipeline(pipeline_path_or_components, family, dtype=dtype)
     pipe = pipe.to(device)
     if pipe.unet.dtype != dtype:
         pipe = pipe.to(dtype)
     set_scheduler(pipe, scheduler)
     pipe.set_progress_bar_config(disable=True)
     if guidance_scale is None:
-        guidance_scale = DEFAULT_GUIDANCE[kind]
+        guidance_scale = DEFAULT_GUIDANCE[family]
     sf = pipe.vae_scale_factor
     height = height or pipe.unet.config.sample_size * sf
     width = width or pipe.unet.config.sample_size * sf

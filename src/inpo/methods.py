@@ -86,7 +86,7 @@ class Needs:
     """A UNet to invert with (``inversion_unet``): the policy or the reference, per ``inversion.model``."""
     labels: bool = False
     """Per-image labels (``desirable``, one bool per image): the data is a per-image labelled set
-    (``data.kind: images``, :mod:`inpo.data.per_image`), each item one image, not a pair."""
+    (``data.examples: images``, :mod:`inpo.data.per_image`), each item one image, not a pair."""
 
 
 @dataclass

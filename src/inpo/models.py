@@ -44,12 +44,12 @@ def sd_scheduler_config() -> dict[str, Any]:
     }
 
 
-def default_scheduler(kind: str = "sd15"):
+def default_scheduler(family: str = "sd15"):
     """The scheduler the real pipeline ships: PNDM (SD1.5) / EulerDiscrete (SDXL), SD schedule."""
     from diffusers import EulerDiscreteScheduler, PNDMScheduler
 
     cfg = sd_scheduler_config()
-    if kind == "sdxl":
+    if family == "sdxl":
         return EulerDiscreteScheduler(
             num_train_timesteps=cfg["num_train_timesteps"],
             beta_start=cfg["beta_start"],
@@ -272,13 +272,13 @@ def _from_pretrained(cls, source: str, what: str, **kw):
 def load_components(
     source: str | Path,
     *,
-    kind: str = "sd15",
+    family: str = "sd15",
     vae: str | Path | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> dict:
     """Load pipeline components from a local diffusers folder or a hub id.
 
-    ``kind``: "sd15" -> {unet, vae, text_encoder, tokenizer, scheduler};
+    ``family``: "sd15" -> {unet, vae, text_encoder, tokenizer, scheduler};
     "sdxl" adds {text_encoder_2, tokenizer_2}. ``vae``: optional separate AutoencoderKL (local
     folder or hub id, e.g. ``madebyollin/sdxl-vae-fp16-fix``). Raises :class:`ModelUnavailableError`
     quickly when a hub id cannot be resolved.
@@ -286,8 +286,8 @@ def load_components(
     from diffusers import AutoencoderKL, SchedulerMixin, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-    if kind not in {"sd15", "sdxl"}:
-        raise ValueError(f"kind must be 'sd15' or 'sdxl', got {kind!r}")
+    if family not in {"sd15", "sdxl"}:
+        raise ValueError(f"family must be 'sd15' or 'sdxl', got {family!r}")
     src = str(source)
     out: dict[str, Any] = {}
     out["unet"] = _from_pretrained(UNet2DConditionModel, src, "model", subfolder="unet", torch_dtype=dtype)
@@ -299,7 +299,7 @@ def load_components(
         out["vae"] = _from_pretrained(AutoencoderKL, src, "model", subfolder="vae", torch_dtype=dtype)
     out["text_encoder"] = _from_pretrained(CLIPTextModel, src, "model", subfolder="text_encoder", dtype=dtype)
     out["tokenizer"] = _from_pretrained(CLIPTokenizer, src, "model", subfolder="tokenizer")
-    if kind == "sdxl":
+    if family == "sdxl":
         out["text_encoder_2"] = _from_pretrained(
             CLIPTextModelWithProjection, src, "model", subfolder="text_encoder_2", dtype=dtype
         )

@@ -79,11 +79,11 @@ def micro_batch_positions(update: int, micro: int, rank: int, cfg: TrainConfig, 
 
 def build_dataset(cfg: TrainConfig):
     d = cfg.data
-    if d.kind == "images":
+    if d.examples == "images":
         from .data.per_image import LabelledImages
 
         return LabelledImages(d.index, d.resolution, random_flip=d.random_flip, seed=cfg.seed)
-    if d.kind == "pairs":
+    if d.examples == "pairs":
         from .data.pickapic import PreferencePairs
 
         return PreferencePairs(
@@ -92,13 +92,13 @@ def build_dataset(cfg: TrainConfig):
         )
     from .data.toy import ToyImageDataset, ToyWorld
 
-    return ToyImageDataset(ToyWorld(**d.toy_world), d.toy_images, seed=cfg.seed)
+    return ToyImageDataset(ToyWorld(**d.toy_scene), d.toy_images, seed=cfg.seed)
 
 
 def build_stream(cfg: TrainConfig, dataset):
     """The global sample order: a seeded permutation per epoch (:class:`PairStream`), or for a
     per-image labelled set the weighted draws of :class:`inpo.data.per_image.WeightedImageStream`."""
-    if cfg.data.kind == "images":
+    if cfg.data.examples == "images":
         from .data.per_image import WeightedImageStream
 
         return WeightedImageStream(dataset.desirable, cfg.data.positive_ratio, cfg.seed)
@@ -175,7 +175,7 @@ class Models:
     def __init__(self, cfg: TrainConfig, device, weight_dtype):
         from .models import load_components
 
-        comps = load_components(cfg.model.pretrained, kind=cfg.model.kind, vae=cfg.model.vae)
+        comps = load_components(cfg.model.pretrained, family=cfg.model.family, vae=cfg.model.vae)
         self.components = comps
         self.policy = comps["unet"]
         self.policy.train()
@@ -188,12 +188,12 @@ class Models:
             self.reference = copy.deepcopy(self.policy).requires_grad_(False).eval().to(device, weight_dtype)
         self.vae = comps["vae"].requires_grad_(False).eval()
         # the VAE stays fp32 for SDXL (the fp16-fix VAE is still safer in fp32 on CPU); SD1.5 follows weights
-        self.vae.to(device, torch.float32 if cfg.model.kind == "sdxl" else weight_dtype)
-        encoders = [comps["text_encoder"]] + ([comps["text_encoder_2"]] if cfg.model.kind == "sdxl" else [])
-        tokenizers = [comps["tokenizer"]] + ([comps["tokenizer_2"]] if cfg.model.kind == "sdxl" else [])
+        self.vae.to(device, torch.float32 if cfg.model.family == "sdxl" else weight_dtype)
+        encoders = [comps["text_encoder"]] + ([comps["text_encoder_2"]] if cfg.model.family == "sdxl" else [])
+        tokenizers = [comps["tokenizer"]] + ([comps["tokenizer_2"]] if cfg.model.family == "sdxl" else [])
         for enc in encoders:
             enc.requires_grad_(False).eval().to(device, weight_dtype)
-        self.text = TextConditioner(tokenizers, encoders, kind=cfg.model.kind, resolution=cfg.data.resolution)
+        self.text = TextConditioner(tokenizers, encoders, family=cfg.model.family, resolution=cfg.data.resolution)
         self.alphas_cumprod = comps["scheduler"].alphas_cumprod.to(device=device, dtype=torch.float32)
         self.scaling_factor = self.vae.config.scaling_factor
 
@@ -233,7 +233,7 @@ def micro_step(cfg: TrainConfig, models: Models, policy, batch: dict, device, al
     labels = {}
     if needs.labels:
         if "desirable" not in batch:
-            raise ValueError(f"method {mcfg.name!r} needs per-image labels (data.kind: images); the batch has none")
+            raise ValueError(f"method {mcfg.name!r} needs per-image labels (data.examples: images); the batch has none")
         labels["desirable"] = batch["desirable"].to(device)
     with torch.no_grad():
         inputs = method.build(mcfg, latents_w, latents_l, cond, gens, models.alphas_cumprod,

@@ -8,6 +8,7 @@ from snakemake.utils import validate
 from inpo import experiment as P
 from inpo import report as R
 
+P.check_config_keys(config)  # a renamed key names its new name (the schema would only reject it)
 validate(config, schema="../schemas/config.schema.yaml")
 
 
@@ -68,7 +69,7 @@ def model_vae(model):
 def run_inputs(wildcards):
     cfg = TRAIN_CONFIGS[wildcards.run]
     out = {"config": results(f"configs/{wildcards.run}.yaml"), "init": model_marker(RUNS[wildcards.run]["init"])}
-    if cfg["data"].get("kind", "pairs") in ("pairs", "images"):  # images: per-image index (rule per_image)
+    if cfg["data"].get("examples", "pairs") in ("pairs", "images"):  # images: per-image index (rule per_image)
         out["pairs"] = cfg["data"]["index"]
         out["images"] = results("data/pairs_images")  # the pack the index points into (filter_pairs)
     return out

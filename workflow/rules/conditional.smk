@@ -24,7 +24,7 @@ if COND is not None:
             directory(COND_BUILT["sources"]),
         params:
             toy_sources=COND.toy_sources,
-            world=config.get("toy", {}).get("world", {}),
+            scene=config.get("toy", {}).get("scene", {}),
             seed=config.get("seed", 0),
         conda:
             "../../envs/inpo.yaml"
@@ -106,7 +106,7 @@ if COND is not None:
             model="|".join(map(re.escape, COND.models)),
         params:
             cfg=COND.to_dict(),
-            kind=config["kind"],
+            family=config["family"],
             base=model_path("base"),
             unet=lambda w: model_path(w.model),
             vae=config["model"].get("vae"),

@@ -19,7 +19,7 @@ rule snapshot_eval:
         snapshot=r"\d+",
     params:
         gen=config["evaluation"]["generation"],
-        kind=config["kind"],
+        family=config["family"],
         n_prompts=EFFICIENCY["n_prompts"],
         prompt_set=EFFICIENCY["prompt_set"],
         evaluators={e: evaluator_options(e) for e in EFFICIENCY["evaluators"]},

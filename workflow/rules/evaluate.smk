@@ -12,7 +12,7 @@ rule generate:
         vae=lambda w: model_vae(w.model),
         gen=config["evaluation"]["generation"],
         seed_base=P.generation_seed_base(config),  # moves with the experiment's seed
-        kind=config["kind"],
+        family=config["family"],
         n_shards=N_SHARDS,
     conda:
         "../../envs/inpo.yaml"

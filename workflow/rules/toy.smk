@@ -49,7 +49,7 @@ rule toy_base_quality:
     params:
         evaluator=TABLE_PARAMS["effect_evaluators"][0],  # the hidden reward (toy_reward)
         options=evaluator_options(TABLE_PARAMS["effect_evaluators"][0]),
-        world=config.get("toy", {}).get("world", {}),
+        scene=config.get("toy", {}).get("scene", {}),
         n_train=TRAIN_CONFIGS["base"]["data"].get("toy_images", 0) if "base" in TRAIN_CONFIGS else 0,
         seed=TRAIN_CONFIGS["base"]["seed"] if "base" in TRAIN_CONFIGS else 0,
     conda:

@@ -11,7 +11,7 @@ smk = snakemake  # noqa: F821
 run, update = smk.wildcards.run, int(smk.wildcards.snapshot)
 prompts = prompt_subset(pd.read_parquet(smk.input.prompts), smk.params.n_prompts)
 df = evaluate_snapshot(str(Path(smk.input.model).parent), str(Path(smk.input.snapshots) / snapshot_name(update)),
-                       prompts, smk.output.images, kind=smk.params.kind, generation=smk.params.gen,
+                       prompts, smk.output.images, family=smk.params.family, generation=smk.params.gen,
                        evaluators=smk.params.evaluators, label=f"{run}@{update}", prompt_set=smk.params.prompt_set,
                        score_batch_size=smk.params.batch_size)
 df.to_parquet(smk.output.scores, index=False)

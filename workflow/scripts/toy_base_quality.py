@@ -7,7 +7,7 @@ from inpo.tables import read_scores, write_csv  # noqa: E402
 
 smk = snakemake  # noqa: F821
 p = smk.params
-table = base_quality(read_scores(list(smk.input.scores)), build(p.evaluator, **p.options), ToyWorld.from_dict(p.world),
+table = base_quality(read_scores(list(smk.input.scores)), build(p.evaluator, **p.options), ToyWorld.from_dict(p.scene),
                      n_train=p.n_train, seed=p.seed)
 print(table.to_string(index=False))
 write_csv(table, smk.output[0])

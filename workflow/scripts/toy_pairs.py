@@ -10,7 +10,7 @@ cfg = snakemake.config  # noqa: F821
 toy = cfg.get("toy", {})
 out = Path(snakemake.output.manifest).parent  # noqa: F821
 manifest = make_preference_shards(
-    snakemake.params.base, ToyWorld.from_dict(toy.get("world")), out, seed=cfg.get("seed", 0),  # noqa: F821
+    snakemake.params.base, ToyWorld.from_dict(toy.get("scene")), out, seed=cfg.get("seed", 0),  # noqa: F821
     **toy.get("pairs", {}),
 )
 Path(snakemake.output.manifest).write_text(json.dumps(manifest, indent=2, default=str))  # noqa: F821
