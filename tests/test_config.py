@@ -1,0 +1,67 @@
+"""Renamed config keys: an old key fails with one line naming it and its new name, wherever a user
+can still write it (the workflow config, a run's overrides, the ablation sheet, a run config)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from inpo import experiment as P
+from inpo.config import train_config_from_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _move(d: dict, new: str, old: str) -> None:
+    d[old] = d.pop(new)
+
+
+# (old key, how the default config writes it the old way, the message)
+CASES = [
+    ("kind", lambda c: _move(c, "family", "kind"), "config key `kind` was renamed to `family`"),
+    ("toy.world", lambda c: _move(c["toy"], "scene", "world"), "config key `toy.world` was renamed to `toy.scene`"),
+    ("model.kind", lambda c: c["runs"]["inpo"]["overrides"].update({"model.kind": "sd15"}),
+     "runs.inpo.overrides: config key `model.kind` was renamed to `model.family`"),
+    ("data.kind", lambda c: _move(c["training"]["data"], "examples", "kind"),
+     "config key `training.data.kind` was renamed to `training.data.examples`"),
+]
+
+
+@pytest.mark.parametrize("old,write_old,message", CASES, ids=[c[0] for c in CASES])
+def test_a_renamed_key_fails_naming_its_new_name(old, write_old, message, tmp_path):
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    P.check_config_keys(config)  # the shipped config uses the new names
+    bad = copy.deepcopy(config)
+    write_old(bad)
+    with pytest.raises(ValueError) as err:
+        P.check_config_keys(bad)
+    assert str(err.value) == message  # one line, nothing else
+
+    if old in ("model.kind", "data.kind"):  # run keys: also in the ablation sheet and in a run config
+        new = {"model.kind": "model.family", "data.kind": "data.examples"}[old]
+        value = {"model.kind": "sd15", "data.kind": "images"}[old]
+        sheet = tmp_path / "sheet.tsv"
+        sheet.write_text("run\tsweep\tsetting\tvalue\tbase_run\toverrides\tpaper_row\n"
+                         f"x\tbeta\tbeta\t1\tinpo\tmethod.beta=1; {old}={value}\t\n")
+        with pytest.raises(ValueError) as err:
+            P.read_ablations(sheet, config["runs"])
+        assert str(err.value) == f"{sheet} row 2 column 'overrides': config key `{old}` was renamed to `{new}`"
+        section, key = old.split(".")
+        run = {"output_dir": "o", "state_dir": "s", "method": {"name": "sft"},
+               "data": {"examples": "toy_images"}, section: {key: value}}
+        with pytest.raises(ValueError) as err:
+            train_config_from_dict(run, where="run.yaml")
+        assert str(err.value) == f"run.yaml: config key `{old}` was renamed to `{new}`"
+
+
+def test_the_workflow_names_a_renamed_key_before_the_schema(tmp_path):
+    """Wiring: the workflow runs the check before its schema (which would only say `kind` is not allowed)."""
+    from workflow_utils import copy_workflow, run_snakemake
+
+    r = run_snakemake(copy_workflow(tmp_path), "-n", "all", "--config", "kind=sd15", check=False, timeout=300)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "config key `kind` was renamed to `family`" in out, out[-2000:]
+    assert "Additional properties are not allowed" not in out
