@@ -195,3 +195,44 @@ def test_a_store_of_other_settings_is_refused(world, tmp_path):
         train(c)
     with pytest.raises(ValueError, match="data.latents: a latents store is read with the index"):
         make_run_cfg(world, "x", tmp_path, method={"name": "sft"}, data={"kind": "toy_images", "latents": "somewhere"})
+
+
+def _job_blocks(dry_run_output: str) -> list[dict[str, str]]:
+    """rule, input and output of every job a dry run lists."""
+    jobs: list[dict[str, str]] = []
+    for line in dry_run_output.splitlines():
+        s = line.strip()
+        if (s.startswith("rule ") or s.startswith("localrule ")) and s.endswith(":"):
+            jobs.append({"rule": s.split(" ", 1)[1][:-1], "input": "", "output": ""})
+        elif jobs and s.split(":", 1)[0] in ("input", "output"):
+            jobs[-1][s.split(":", 1)[0]] = s.split(":", 1)[1]
+    return jobs
+
+
+def test_precompute_latents_adds_the_rule_before_the_runs_that_read_it(tmp_path):
+    """The toy DAG at smoke size with data.precompute_latents: one `latents` job per index the runs train
+    on (pairs, the AI-feedback pairs, the per-image set), each after the job that writes its index, and
+    every pair or per-image run reads its index's store (the toy base, procedural images, none)."""
+    from workflow_utils import SMOKE, copy_workflow, run_snakemake
+
+    work = copy_workflow(tmp_path)
+    (work / "config" / "latents.yaml").write_text("data: {precompute_latents: true, latents_dtype: float32}\n")
+    jobs = _job_blocks(run_snakemake(work, "-n", "all", *SMOKE, "config/latents.yaml").stdout)
+    stores = {j["output"].strip(): j for j in jobs if j["rule"] == "latents"}
+    assert sorted(stores) == [f"results/data/latents/{i}" for i in ("pairs", "pairs_toy_pickscore", "per_image/pairs")]
+    writers = {o.strip(): j["rule"] for j in jobs for o in j["output"].split(",")}
+    assert [writers[j["input"].split(",")[0].strip()] for j in stores.values()] == ["filter_pairs", "ai_feedback",
+                                                                                    "per_image"]
+    reads = {}
+    for j in jobs:
+        if j["rule"] == "train":
+            run = j["output"].split("results/models/")[1].split("/")[0]
+            reads[run] = [s for s in stores if s in j["input"].split(", ")]
+    assert reads == {"base": [], "sft": ["results/data/latents/pairs"], "inpo": ["results/data/latents/pairs"],
+                     "dpo": ["results/data/latents/pairs"], "beta-500": ["results/data/latents/pairs"],
+                     "init-sft": ["results/data/latents/pairs"],
+                     "inpo-aif": ["results/data/latents/pairs_toy_pickscore"],
+                     "kto": ["results/data/latents/per_image/pairs"]}
+    # and the default (the reference code's on-the-fly encode): no latents job
+    jobs = _job_blocks(run_snakemake(work, "-n", "all", *SMOKE).stdout)
+    assert not [j for j in jobs if j["rule"] == "latents"]
