@@ -123,6 +123,38 @@ def test_same_sample_function_and_training_parity(world, tmp_path):
     assert torch.allclose(a, 0.5 * (mean + torch.exp(0.5 * logvar) * noise), atol=1e-6)
 
 
+def test_per_image_kto_run_from_the_store_equals_on_the_fly(world, tmp_path):
+    """Diffusion-KTO on the per-image set (weighted draws, one image per draw) from the fp32 store."""
+    logs = {}
+    for name, latents in (("off", ""), ("on", str(world / "img_lat"))):
+        c = make_run_cfg(world, f"kto-{name}", tmp_path, method={"name": "kto", "beta": 100.0},
+                         optim={"learning_rate": 1e-5, "scale_lr": False, "warmup_updates": 0},
+                         data={"kind": "images", "index": str(world / "img" / "images.parquet"),
+                               "resolution": RESOLUTION, "positive_ratio": 0.8, "latents": latents},
+                         micro_batch_size=3)
+        train(c)
+        logs[name] = np.array([[float(r[k]) for k in ("loss", "model_err_w", "grad_norm")] for r in read_log(c.log_csv)])
+    assert logs["off"].shape == (2, 3)
+    assert logs["on"][1, 2] > 1.0  # the second update still learns (no saturated loss)
+    np.testing.assert_allclose(logs["on"], logs["off"], rtol=2e-5)  # measured 1.3e-6
+
+
+def test_a_failed_encode_leaves_no_store(world, tmp_path, monkeypatch):
+    from inpo.data import pickapic
+
+    def broken(self, i):
+        if i == 3:
+            raise pickapic.ImageDecodeError("row 3 unreadable")
+        return orig(self, i)
+
+    orig = pickapic.PreferencePairs.load_images
+    monkeypatch.setattr(pickapic.PreferencePairs, "load_images", broken)
+    with pytest.raises(pickapic.ImageDecodeError, match="row 3"):
+        encode_latents(world / "pairs.parquet", tmp_path / "store", pretrained=str(world / "base"),
+                       resolution=RESOLUTION, batch_size=2)
+    assert list(tmp_path.iterdir()) == []
+
+
 def _cfg(B, A, workers=0):
     return train_config_from_dict({
         "output_dir": "unused", "state_dir": "unused",

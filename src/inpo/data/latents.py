@@ -91,14 +91,15 @@ def weights_sha256(module) -> str:
 def load_vae(pretrained: str, vae: str | None = None):
     """The run's VAE as :func:`inpo.models.load_components` loads it (float32): ``vae`` (a folder,
     or a folder with a ``vae`` subfolder, or a hub id) when given, else ``pretrained``'s ``vae``."""
+    import torch
     from diffusers import AutoencoderKL
 
     from ..models import _from_pretrained
 
     if vae is not None:
         sub = {"subfolder": "vae"} if (Path(str(vae)) / "vae").is_dir() else {}
-        return _from_pretrained(AutoencoderKL, str(vae), "VAE", **sub)
-    return _from_pretrained(AutoencoderKL, str(pretrained), "model", subfolder="vae")
+        return _from_pretrained(AutoencoderKL, str(vae), "VAE", torch_dtype=torch.float32, **sub)
+    return _from_pretrained(AutoencoderKL, str(pretrained), "model", subfolder="vae", torch_dtype=torch.float32)
 
 
 # --------------------------------------------------------------------------- encoding
