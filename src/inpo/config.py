@@ -101,6 +101,11 @@ class DataConfig:
     the training process)."""
     prefetch_factor: int = 2
     """Micro-batches each worker loads ahead of the step (torch's default 2; used when num_workers > 0)."""
+    latents: str = ""
+    """Optional latents store of ``index`` (:func:`inpo.data.latents.encode_latents`: the VAE posterior
+    of every image, both flips, encoded once): training reads it instead of the images and skips the
+    VAE encode (same flips, same posterior sample up to float noise). Empty: encode on the fly, as the
+    reference implementations do."""
 
 
 @dataclass
@@ -236,6 +241,8 @@ def validate(cfg: TrainConfig) -> None:
                             else "does not train on per-image labelled data (data.examples = images)"))
     if not 0 <= cfg.data.positive_ratio <= 1:
         raise ValueError(f"data.positive_ratio must be in [0, 1], got {cfg.data.positive_ratio}")
+    if cfg.data.latents and not cfg.data.index:
+        raise ValueError("data.latents: a latents store is read with the index it was encoded from (data.index)")
     if cfg.snapshot_every < 0:
         raise ValueError(f"snapshot_every must be >= 0 (0: no snapshots), got {cfg.snapshot_every}")
     if cfg.data.examples == "toy_images" and method.needs(m).loser:

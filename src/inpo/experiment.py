@@ -238,6 +238,8 @@ def run_train_config(config: dict, run: str, runs: dict[str, Any]) -> dict[str, 
         d["data"]["index"] = images_index(config, spec.get("feedback"))
     else:
         d["data"]["toy_scene"] = dict(config.get("toy", {}).get("scene", {}))
+    if config["data"].get("precompute_latents") and d["data"].get("index"):
+        d["data"]["latents"] = latents_store(config, d["data"]["index"])
     d.setdefault("seed", config.get("seed", 0))
     d["snapshot_every"] = snapshot_every(config, run)  # Figure 4: only the runs of `efficiency`
     train_config_from_dict(copy.deepcopy(d), where=f"run {run!r}")  # fail at parse time, naming the run
@@ -259,6 +261,13 @@ def images_index(config: dict, feedback: str | None = None) -> str:
         raise ValueError(f"data.examples = images (per-image labels) with feedback {fb!r}: the per-image data set is "
                          "derived from the human-labelled pairs only")
     return results_path(config, "data/per_image/pairs.parquet")
+
+
+def latents_store(config: dict, index: str) -> str:
+    """The latents store (rule ``latents``, :mod:`inpo.data.latents`) of an index of the results'
+    ``data`` folder: ``data/pairs.parquet`` -> ``data/latents/pairs``."""
+    data = Path(results_path(config, "data"))
+    return results_path(config, f"data/latents/{Path(index).relative_to(data).with_suffix('').as_posix()}")
 
 
 def write_yaml(obj: Any, path: str | Path) -> None:

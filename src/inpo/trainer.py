@@ -95,6 +95,18 @@ def build_dataset(cfg: TrainConfig):
     return ToyImageDataset(ToyWorld(**d.toy_scene), d.toy_images, seed=cfg.seed)
 
 
+def build_latent_dataset(cfg: TrainConfig, vae_sha256: str | None):
+    """The dataset of ``cfg.data.index`` read from its latents store ``cfg.data.latents``
+    (:func:`inpo.data.latents.open_latents`: posterior parameters instead of pixels, the same keys,
+    flips and order), checked against the run's resolution and VAE (``vae_sha256``)."""
+    from .data.latents import open_latents
+
+    d = cfg.data
+    return open_latents(d.index, d.latents, d.resolution, random_flip=d.random_flip, seed=cfg.seed,
+                        vae_sha256=vae_sha256,
+                        winners_only=not get_method(cfg.method.name).needs(cfg.method).loser)
+
+
 def build_stream(cfg: TrainConfig, dataset):
     """The global sample order: a seeded permutation per epoch (:class:`PairStream`), or for a
     per-image labelled set the weighted draws of :class:`inpo.data.per_image.WeightedImageStream`."""
@@ -138,16 +150,21 @@ class MicroBatches:
                 yield self.stream.at(micro_batch_positions(update, micro, self.rank, self.cfg, self.n_proc))
 
 
+#: Per-image tensors of a batch: pixels, or the VAE posterior parameters of a latents store.
+IMAGE_KEYS = ("pixel_w", "pixel_l", "moments_w", "moments_l")
+
+
 def assemble_batch(rows: list[dict]) -> dict:
-    """Collate items of :class:`StreamItems` into a micro-batch (``pixel_w`` [, ``pixel_l``] stacked)."""
+    """Collate items of :class:`StreamItems` into a micro-batch (``pixel_w`` [, ``pixel_l``], or from a
+    latents store ``moments_w`` [, ``moments_l``], stacked)."""
     batch = {
-        "pixel_w": torch.stack([r["pixel_w"] for r in rows]),
         "caption": [r["caption"] for r in rows],
         "index": [r["index"] for r in rows],
         "epoch": [r["epoch"] for r in rows],
     }
-    if "pixel_l" in rows[0]:
-        batch["pixel_l"] = torch.stack([r["pixel_l"] for r in rows])
+    for key in IMAGE_KEYS:
+        if key in rows[0]:
+            batch[key] = torch.stack([r[key] for r in rows])
     if "desirable" in rows[0]:
         batch["desirable"] = torch.tensor([bool(r["desirable"]) for r in rows])
     return batch
@@ -187,6 +204,8 @@ class Models:
 
             self.reference = copy.deepcopy(self.policy).requires_grad_(False).eval().to(device, weight_dtype)
         self.vae = comps["vae"].requires_grad_(False).eval()
+        # the weights a latents store (data.latents) must have been encoded with, hashed as loaded
+        self.vae_sha256 = _vae_sha256(self.vae) if cfg.data.latents else None
         # the VAE stays fp32 for SDXL (the fp16-fix VAE is still safer in fp32 on CPU); SD1.5 follows weights
         self.vae.to(device, torch.float32 if cfg.model.family == "sdxl" else weight_dtype)
         encoders = [comps["text_encoder"]] + ([comps["text_encoder_2"]] if cfg.model.family == "sdxl" else [])
@@ -200,10 +219,31 @@ class Models:
     @torch.no_grad()
     def encode(self, pixels: torch.Tensor, gens: list[torch.Generator]) -> torch.Tensor:
         """``vae.encode(img).latent_dist.sample() * scaling_factor``, one generator per image."""
-        dist = self.vae.encode(pixels.to(self.vae.device, self.vae.dtype)).latent_dist
-        noise = torch.stack([torch.randn(dist.mean.shape[1:], generator=g) for g in gens])
-        latents = dist.mean + dist.std * noise.to(dist.mean.device, dist.mean.dtype)
-        return (latents * self.scaling_factor).float()
+        moments = self.vae.encode(pixels.to(self.vae.device, self.vae.dtype)).latent_dist.parameters
+        return sample_latents(moments, gens, self.scaling_factor)
+
+    def latents(self, batch: dict, sides: tuple[str, ...], gens: list[torch.Generator]) -> torch.Tensor:
+        """Latents of the batch's images of ``sides`` (``"w"``, ``"l"``), concatenated: encoded from
+        ``pixel_*`` in one VAE call, or sampled from a latents store's ``moments_*`` (in the VAE's
+        dtype) by the same :func:`sample_latents`."""
+        if "moments_w" in batch:
+            moments = torch.cat([batch[f"moments_{s}"] for s in sides])
+            return sample_latents(moments.to(self.vae.device, self.vae.dtype), gens, self.scaling_factor)
+        return self.encode(torch.cat([batch[f"pixel_{s}"] for s in sides]), gens)
+
+
+@torch.no_grad()
+def sample_latents(moments: torch.Tensor, gens: list[torch.Generator], scaling_factor: float) -> torch.Tensor:
+    """``DiagonalGaussianDistribution(moments).sample() * scaling_factor`` with one generator per
+    image: ``mean + std * noise``. ``moments``: the VAE posterior's parameters (mean and log-variance
+    on the channel axis), straight from the VAE or from a latents store (:mod:`inpo.data.latents`);
+    the one place training draws the posterior sample."""
+    from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+
+    dist = DiagonalGaussianDistribution(moments)
+    noise = torch.stack([torch.randn(dist.mean.shape[1:], generator=g) for g in gens])
+    latents = dist.mean + dist.std * noise.to(dist.mean.device, dist.mean.dtype)
+    return (latents * scaling_factor).float()
 
 
 def micro_step(cfg: TrainConfig, models: Models, policy, batch: dict, device, all_reduce_mean=None):
@@ -222,11 +262,11 @@ def micro_step(cfg: TrainConfig, models: Models, policy, batch: dict, device, al
     cond = models.text(captions, device)
     uncond = models.text([""] * len(captions), device) if needs.uncond else None
     if needs.loser:  # one VAE call for winners and losers
-        if "pixel_l" not in batch:
+        if "pixel_l" not in batch and "moments_l" not in batch:
             raise ValueError(f"method {mcfg.name!r} needs loser images, but the batch has none")
-        latents_w, latents_l = models.encode(torch.cat([batch["pixel_w"], batch["pixel_l"]]), gens.w + gens.l).chunk(2)
+        latents_w, latents_l = models.latents(batch, ("w", "l"), gens.w + gens.l).chunk(2)
     else:
-        latents_w, latents_l = models.encode(batch["pixel_w"], gens.w), None
+        latents_w, latents_l = models.latents(batch, ("w",), gens.w), None
     inv_unet = None
     if needs.inversion:
         inv_unet = models.reference if mcfg.inversion.model == "reference" else _unwrap(policy)
@@ -246,6 +286,12 @@ def micro_step(cfg: TrainConfig, models: Models, policy, batch: dict, device, al
             ref_pred = models.reference(inputs.x_t, inputs.t, **inputs.cond.kwargs()).sample
         ref_err = per_image_error(ref_pred, inputs.target)
     return method.loss(mcfg, model_err, ref_err, inputs, all_reduce_mean=all_reduce_mean)
+
+
+def _vae_sha256(vae) -> str:
+    from .data.latents import weights_sha256
+
+    return weights_sha256(vae)
 
 
 def _unwrap(model):
@@ -413,7 +459,7 @@ def train(cfg: TrainConfig, *, stop_after: int | None = None) -> dict:
     torch.manual_seed(cfg.seed)
 
     models = Models(cfg, device, weight_dtype)
-    dataset = build_dataset(cfg)
+    dataset = build_latent_dataset(cfg, models.vae_sha256) if cfg.data.latents else build_dataset(cfg)
     stream = build_stream(cfg, dataset)
     base_lr = cfg.optim.learning_rate * (cfg.pairs_per_update(n_proc) if cfg.optim.scale_lr else 1)
     optimizer = make_optimizer(cfg, [p for p in models.policy.parameters() if p.requires_grad], base_lr, device)

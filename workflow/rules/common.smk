@@ -72,6 +72,8 @@ def run_inputs(wildcards):
     if cfg["data"].get("examples", "pairs") in ("pairs", "images"):  # images: per-image index (rule per_image)
         out["pairs"] = cfg["data"]["index"]
         out["images"] = results("data/pairs_images")  # the pack the index points into (filter_pairs)
+    if cfg["data"].get("latents"):  # data.precompute_latents: the index's latents store (rule latents)
+        out["latents"] = cfg["data"]["latents"]
     return out
 
 

@@ -48,6 +48,34 @@ rule per_image:
         "../scripts/per_image.py"
 
 
+rule latents:
+    """Optional (data.precompute_latents): the VAE posterior of every image of an index (pairs, a relabelled
+    pair set or the per-image set), both flips, encoded once with the family's VAE (inpo.data.latents); the
+    runs on that index read it (training.data.latents) instead of encoding their images at every step."""
+    input:
+        index=results("data/{index}.parquet"),
+        images=results("data/pairs_images"),  # the pack the index points into
+        base=model_marker("base"),  # toy: the base pipeline (its VAE) is made by the workflow
+    output:
+        directory(results("data/latents/{index}")),
+    params:
+        pretrained=model_path("base"),
+        vae=config["model"].get("vae"),
+        resolution=config["training"]["data"]["resolution"],
+        dtype=config["data"].get("latents_dtype", "float16"),
+        batch_size=config["data"].get("latents_batch_size", 8),
+    conda:
+        "../../envs/inpo.yaml"
+    log:
+        results("logs/latents/{index}.log"),
+    benchmark:
+        results("benchmarks/latents/{index}.tsv")
+    resources:
+        **res("generate"),
+    script:
+        "../scripts/latents.py"
+
+
 rule ai_feedback:
     """Relabel the pairs with an evaluator (paper 5.3)."""
     input:
