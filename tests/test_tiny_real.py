@@ -424,7 +424,7 @@ def test_every_job_ran_on_slurm_and_equals_the_local_run(paper_runs):
     assert ran == remote, (ran - remote, remote - ran)
     groups = [p for _, p in subs if "/group_" in p]
     print(f"\n[tiny-real] {sum(remote.values())} non-local jobs in {len(subs)} SLURM jobs "
-          f"({len(groups)} group jobs); {len(planned) - sum(remote.values())} local jobs")
+          f"({len(groups)} group jobs); {sum(ran_here.values())} local jobs")
     assert groups, "the CI profile's groups did not apply"
 
     # each family's slice equals its whole run on the other executor
