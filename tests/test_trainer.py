@@ -110,6 +110,23 @@ def test_resume_after_kill_is_bit_identical(world, tmp_path):
     assert ckpts == ["checkpoint-2", "checkpoint-3"]  # rotation keeps 2
 
 
+def test_resume_only_from_a_checkpoint_of_the_same_settings(world, tmp_path):
+    """A run edited under the same name (here beta) does not resume from the old run's checkpoints: it
+    trains from the start and equals a fresh run of the new settings; settings that leave the
+    trajectory unchanged (a longer run, B x A at the same product) still resume."""
+    old = run_cfg(world, "run", tmp_path, max_updates=2, checkpoint_every=1)
+    train(old)
+    edited = run_cfg(world, "run", tmp_path, method={"name": "inpo", "beta": 900.0}, max_updates=2, checkpoint_every=1)
+    assert train(edited)["resumed_from"] == 0
+    fresh = run_cfg(world, "fresh", tmp_path, method={"name": "inpo", "beta": 900.0}, max_updates=2)
+    train(fresh)
+    a, b = unet_state(edited.output_dir), unet_state(fresh.output_dir)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    longer = run_cfg(world, "run", tmp_path, method={"name": "inpo", "beta": 900.0}, max_updates=3,
+                     checkpoint_every=1, micro_batch_size=1, grad_accum=4)
+    assert train(longer)["resumed_from"] == 2
+
+
 @pytest.mark.parametrize("method", ["sft", "kto_pairs"])
 def test_other_methods_train_and_export(world, tmp_path, method):
     from diffusers import StableDiffusionPipeline

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -359,6 +360,42 @@ def latest_checkpoint(state_dir: str | os.PathLike) -> Path | None:
     return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
 
 
+#: Settings that do not change a run's trajectory: a checkpoint written under other values of these
+#: resumes (a longer run, other workers or checkpoint cadence, a latents store of the same images).
+RESUME_FREE = ("max_updates", "checkpoint_every", "checkpoints_total_limit", "snapshot_every", "progress",
+               "output_dir", "state_dir", "log_csv", "tensorboard_dir", "micro_batch_size", "grad_accum",
+               "data.num_workers", "data.prefetch_factor", "data.latents")
+
+
+def resume_settings(cfg: TrainConfig, n_proc: int) -> dict:
+    """The run's settings that its trajectory depends on, as flat dotted keys (JSON values), recorded in
+    each checkpoint: everything but :data:`RESUME_FREE`, plus the pairs per update (micro-batch x
+    accumulation x processes may change at a constant product: the invariance tests show it)."""
+    flat: dict = {}
+
+    def walk(prefix: str, value) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}{k}.", v)
+        else:
+            flat[prefix[:-1]] = value
+
+    walk("", dataclasses.asdict(cfg))
+    out = {k: v for k, v in flat.items() if k not in RESUME_FREE}
+    out["pairs_per_update"] = cfg.pairs_per_update(n_proc)
+    return json.loads(json.dumps(out))
+
+
+def changed_settings(ckpt: Path, settings: dict) -> list[str]:
+    """The keys whose value differs between ``settings`` and those recorded in checkpoint ``ckpt``
+    (``old -> new``); empty when they agree or the checkpoint records none (written before they were)."""
+    saved = json.loads((ckpt / "trainer_state.json").read_text()).get("settings")
+    if saved is None:
+        return []
+    return [f"{k}: {saved.get(k)!r} -> {settings.get(k)!r}" for k in sorted(set(saved) | set(settings))
+            if saved.get(k) != settings.get(k)]
+
+
 def save_checkpoint(accelerator, cfg: TrainConfig, update: int, state: dict) -> None:
     final = Path(cfg.state_dir) / f"checkpoint-{update}"
     tmp = Path(cfg.state_dir) / f".tmp-checkpoint-{update}"
@@ -467,6 +504,15 @@ def train(cfg: TrainConfig, *, stop_after: int | None = None) -> dict:
 
     start, pairs_seen, wall = 0, 0, 0.0
     ckpt = latest_checkpoint(cfg.state_dir)
+    changed = changed_settings(ckpt, resume_settings(cfg, n_proc)) if ckpt is not None else []
+    accelerator.wait_for_everyone()  # every rank has read the checkpoint's settings
+    if changed:  # a checkpoint of other settings (the run was edited): not this run's state; start afresh
+        accelerator.print(f"[inpo] {cfg.state_dir} holds checkpoints of other settings ({', '.join(changed)}): "
+                          "removed, training from the start")
+        if accelerator.is_main_process:
+            shutil.rmtree(cfg.state_dir)
+        accelerator.wait_for_everyone()
+        ckpt = None
     if ckpt is not None:
         accelerator.load_state(str(ckpt))
         st = json.loads((ckpt / "trainer_state.json").read_text())
@@ -515,7 +561,8 @@ def train(cfg: TrainConfig, *, stop_after: int | None = None) -> dict:
         if cfg.snapshot_every and u % cfg.snapshot_every == 0 and u < cfg.max_updates:
             save_snapshot(accelerator, cfg, u, policy)
         if cfg.checkpoint_every and (u % cfg.checkpoint_every == 0 or u == cfg.max_updates):
-            save_checkpoint(accelerator, cfg, u, {"update": u, "pairs_seen": pairs_seen, "wall_s": wall})
+            save_checkpoint(accelerator, cfg, u, {"update": u, "pairs_seen": pairs_seen, "wall_s": wall,
+                                                  "settings": resume_settings(cfg, n_proc)})
         if stop_after is not None and done_here >= stop_after:
             bar.close()
             log.close()
