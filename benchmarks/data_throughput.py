@@ -176,9 +176,14 @@ def _child_load(index: str, res: int, n: int) -> dict:
 
     torch.set_num_threads(1)
     ds = PreferencePairs(index, res, seed=0)
-    order = PairStream(len(ds), 0).permutation(0).tolist()[:n]
+    return _time_pairs(ds, PairStream(len(ds), 0).permutation(0).tolist()[:n])
+
+
+def _time_pairs(ds, order: list[int]) -> dict:
+    """Pairs/s (wall and per CPU second) of turning the pairs ``order`` of ``ds`` into training items,
+    after a 5-pair warm-up (imports, first files), and the process's peak RSS."""
     for i in order[:5]:
-        ds[i]  # warm-up (imports, first files)
+        ds[i]
     t, c = time.perf_counter(), time.process_time()
     for i in order:
         ds[i]
@@ -196,9 +201,10 @@ def _child(kind: str, *args: str) -> None:
     os._exit(0)  # skip interpreter teardown (pyarrow and torch thread pools)
 
 
-def _run_child(*args) -> dict:
+def _run_child(*args, script: str = __file__) -> dict:
+    """``script --child args`` in a fresh process (one thread): the JSON line it prints last."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    p = subprocess.run([sys.executable, __file__, "--child", *map(str, args)], env=env, capture_output=True,
+    p = subprocess.run([sys.executable, script, "--child", *map(str, args)], env=env, capture_output=True,
                        text=True)
     if p.returncode:
         raise RuntimeError(f"child {args} failed ({p.returncode}):\n{p.stderr[-3000:]}")

@@ -28,8 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -46,6 +44,8 @@ from data_throughput import (  # noqa: E402
     _image,
     _page_cache,
     _read_bytes,
+    _run_child,
+    _time_pairs,
 )
 
 PARTS = ("disk", "load", "read", "encode")
@@ -102,25 +102,9 @@ def _child(kind: str, index: str, store: str, res: str, n: str) -> None:
             ds[i]
         out = {"pairs": len(order), "read": _read_bytes() - r0, "s": time.perf_counter() - t}
     else:
-        order = order[: int(n)]
-        for i in order[:5]:
-            ds[i]
-        t, c = time.perf_counter(), time.process_time()
-        for i in order:
-            ds[i]
-        s, cpu = time.perf_counter() - t, time.process_time() - c
-        out = {"pairs_s": len(order) / s, "pairs_cpu_s": len(order) / cpu,
-               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        out = _time_pairs(ds, order[: int(n)])
     print(json.dumps(out), flush=True)
     os._exit(0)
-
-
-def _run_child(*args) -> dict:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    p = subprocess.run([sys.executable, __file__, "--child", *map(str, args)], env=env, capture_output=True, text=True)
-    if p.returncode:
-        raise RuntimeError(f"child {args} failed ({p.returncode}):\n{p.stderr[-3000:]}")
-    return json.loads(p.stdout.strip().splitlines()[-1])
 
 
 def sd15_vae():
@@ -204,7 +188,7 @@ def main() -> int:
         if "load" in parts:
             _page_cache([store / "moments.npy", fit / "pairs.parquet", *sorted((fit / "pairs_images").glob("*.parquet"))])
             for kind, what in (("latents", "latents store (float16)"), ("pack", "pre-resized pack")):
-                r = _run_child(kind, fit / "pairs.parquet", store, res, n)
+                r = _run_child(kind, fit / "pairs.parquet", store, res, n, script=__file__)
                 print(f"  one worker, page-cached {what}: {r['pairs_cpu_s']:.0f} pairs per CPU second, "
                       f"{r['pairs_s']:.0f} pairs/s wall (load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores), "
                       f"peak RSS {r['peak_rss_mb']:.0f} MiB")
@@ -215,7 +199,7 @@ def main() -> int:
             used = store_bytes_per_pair(side, 2) // 2  # the two selected blocks
             for kind, what in (("latents-read", "latents store (float16)"), ("pack-read", "pre-resized pack")):
                 _drop_caches()
-                r = _run_child(kind, fit / "pairs.parquet", store, res, n)
+                r = _run_child(kind, fit / "pairs.parquet", store, res, n, script=__file__)
                 extra = f", {r['read'] / r['pairs'] / used:.2f}x the {used / 1e3:.0f} KB used" if kind.startswith("lat") else ""
                 print(f"  {what}: {r['pairs']} pairs from storage: {r['read'] / r['pairs'] / 1e3:.0f} KB read per "
                       f"pair{extra} ({r['pairs'] / r['s']:.0f} pairs/s)")
