@@ -136,3 +136,34 @@ def test_needs_decide_what_the_trainer_provides(world, tmp_path, registered):  #
     train(cfg)
     assert WinnerOnly.seen == [{"latents_l": False, "inversion_unet": True, "uncond": True, "rows": 2,
                                 "ref_err": False}]
+
+
+def test_sft_noise_offset_adds_a_per_channel_constant_drawn_after_the_noise(tmp_path):
+    """``method.noise_offset`` (offset noise): noise = eps + offset x N(0,1)[C,1,1], the constant drawn from
+    the winner's generator after eps, so offset 0 draws exactly what it drew before; sft only."""
+    from inpo.conditioning import Cond
+    from inpo.methods import PairGenerators
+
+    sft = get_method("sft")
+    lat = torch.randn(3, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    cond = Cond(torch.zeros(3, 5, 16))
+    acp = torch.linspace(0.99, 0.01, 1000)
+
+    def build(offset):
+        return sft.build(MethodConfig(name="sft", noise_offset=offset), lat, lat, cond,
+                         PairGenerators.for_indices(7, 0, [0, 1, 2]), acp)
+
+    plain, off = build(0.0), build(0.5)
+    assert torch.equal(plain.t, off.t)
+    diff = off.target - plain.target  # eps is the same draw; the rest is the offset
+    assert diff.abs().max() > 0.05
+    assert torch.allclose(diff, diff[:, :, :1, :1].expand_as(diff), atol=1e-6)  # constant over the image
+    # the offset is the winner generator's next draw of shape [C,1,1], times 0.5
+    g = PairGenerators.for_indices(7, 0, [1]).w[0]
+    torch.randn(lat.shape[1:], generator=g)
+    assert torch.allclose(diff[1], 0.5 * torch.randn(4, 1, 1, generator=g), atol=1e-6)
+    assert torch.allclose(off.x_t, add_noise(lat, off.target, off.t, acp), atol=1e-6)
+    with pytest.raises(ValueError, match="only method sft"):
+        train_config_from_dict(_cfg(tmp_path, {"name": "inpo", "noise_offset": 0.1}))
+    with pytest.raises(ValueError, match="noise_offset must be >= 0"):
+        train_config_from_dict(_cfg(tmp_path, {"name": "sft", "noise_offset": -0.1}))

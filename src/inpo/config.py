@@ -44,6 +44,12 @@ class MethodConfig:
     t_max: int = 999
     caption_dropout: float = 0.2
     """Probability that a caption is replaced by "" (before inversion, so it is conditioned the same)."""
+    noise_offset: float = 0.0
+    """``sft`` only: offset noise (diffusers' ``train_text_to_image.py --noise_offset``; SDXL's
+    pretraining): the noise gets ``noise_offset x N(0, 1)`` per image and latent channel, constant
+    over the image. SD's schedule keeps an image's mean colour at ``t = 999``, so a model trained
+    without it cannot correct the random mean of its initial noise (tinted backgrounds). The toy
+    base uses it; the paper's runs leave it 0 (they fine-tune SD)."""
     inversion: InversionConfig = field(default_factory=InversionConfig)
 
 
@@ -221,6 +227,11 @@ def validate(cfg: TrainConfig) -> None:
         raise ValueError(f"method: need 0 <= t_min <= t_max <= 999, got [{m.t_min}, {m.t_max}]")
     if not 0 <= m.caption_dropout <= 1:
         raise ValueError(f"method.caption_dropout must be in [0, 1], got {m.caption_dropout}")
+    if m.noise_offset < 0:
+        raise ValueError(f"method.noise_offset must be >= 0, got {m.noise_offset}")
+    if m.noise_offset and m.name != "sft":
+        raise ValueError(f"method.noise_offset: only method sft (the base's pretraining) adds offset noise, "
+                         f"got {m.noise_offset} with method {m.name!r}")
     if m.inversion.n_steps < 1:
         raise ValueError(f"method.inversion.n_steps must be >= 1, got {m.inversion.n_steps}")
     if m.inversion.guidance_scale < 1:

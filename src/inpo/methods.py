@@ -179,7 +179,8 @@ def _pair_rows(latents_w: torch.Tensor, latents_l: torch.Tensor, cond: Cond) -> 
 
 @register
 class SFT(Method):
-    """Plain epsilon-MSE on the winner image only; no reference model."""
+    """Plain epsilon-MSE on the winner image only; no reference model; optional offset noise
+    (``method.noise_offset``)."""
 
     name = "sft"
 
@@ -189,6 +190,9 @@ class SFT(Method):
     def build(self, cfg, latents_w, latents_l, cond, gens, alphas_cumprod, *, inversion_unet=None, uncond=None):
         t = draw_timesteps(gens.pair, cfg.t_min, cfg.t_max).to(latents_w.device)
         noise = _randn_each(gens.w, latents_w.shape[1:], latents_w.device, latents_w.dtype)
+        if cfg.noise_offset:  # drawn after the noise from the same generator: offset 0 draws nothing more
+            offset = _randn_each(gens.w, (latents_w.shape[1], 1, 1), latents_w.device, latents_w.dtype)
+            noise = noise + cfg.noise_offset * offset
         return Inputs(add_noise(latents_w, noise, t, alphas_cumprod), t, noise, cond)
 
     def loss(self, cfg, model_err, ref_err, inputs, *, all_reduce_mean=None):
