@@ -90,3 +90,32 @@ def test_batch_size_does_not_change_result(index, tmp_path):
     assert (tmp_path / "m.json").exists()
     with pytest.raises(ValueError):
         relabel_pairs(index, tmp_path / "c.parquet", Redness(), batch_size=0)
+
+
+def test_coin_relabels_at_random_the_shuffled_label_control(index, tmp_path):
+    """``coin`` (the shuffled-label control): scores carry no information about the image, are
+    deterministic, and relabelled pairs agree with a quality label about half the time."""
+    from PIL import Image
+
+    from inpo.data.toy import ToyWorld
+    from inpo.evaluators import build
+
+    coin = build("coin")
+    world = ToyWorld()
+    caps = [world.captions[i % len(world.captions)] for i in range(2000)]
+    imgs = [Image.fromarray(a) for a in world.render_batch(caps, seed=3)]
+    s = coin.score(imgs, caps)
+    assert np.array_equal(s, build("coin").score(imgs, caps))  # deterministic
+    assert not np.array_equal(s, build("coin", seed=1).score(imgs, caps))
+    assert ((0 <= s) & (s < 1)).all() and abs(s.mean() - 0.5) < 0.03  # uniform: sd of the mean 0.0065
+    r = world.hidden_reward(np.stack([np.asarray(im) for im in imgs]), caps)
+    assert abs(np.corrcoef(s, r)[0, 1]) < 0.1  # independent of quality (sd of r ~0.022 at n=2000)
+    # pairs (2i, 2i+1): the coin's winner agrees with the hidden reward's about half the time
+    agree = ((s[0::2] > s[1::2]) == (r[0::2] > r[1::2])).mean()
+    assert 0.43 < agree < 0.57  # binomial sd 0.016 at n=1000
+
+    m = relabel_pairs(index, tmp_path / "coin.parquet", coin, batch_size=3)
+    assert m["dropped"]["score_tie"] == 1  # the pink/pink pair: the same image, the same score
+    assert m["evaluator"] == {"name": "coin", "version": "1"}
+    relabel_pairs(index, tmp_path / "coin2.parquet", build("coin"), batch_size=8)
+    assert pq.read_table(tmp_path / "coin.parquet").equals(pq.read_table(tmp_path / "coin2.parquet"))

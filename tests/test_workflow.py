@@ -27,10 +27,12 @@ def test_smoke_dag_outputs(smoke_run):
         html = work / "results" / "notebooks" / f"{name}.html"
         assert html.stat().st_size > 10_000, html
     scores = pd.read_parquet(work / "results" / "scores" / "all.parquet")
-    assert set(scores["model"]) == {"base", "sft", "inpo", "dpo", "kto", "inpo-aif", "beta-500", "init-sft"}
+    assert set(scores["model"]) == {"base", "sft", "inpo", "dpo", "kto", "inpo-aif", "inpo-shuffled", "beta-500",
+                                    "init-sft"}
     assert scores.groupby(["model", "evaluator"]).size().eq(12).all()
     t1 = pd.read_csv(work / "results" / "tables" / "table1_winrates.csv")
-    assert set(t1["baseline"]) == {"base", "sft", "dpo", "kto"}
+    assert set(zip(t1["model"], t1["baseline"])) == {("inpo", "base"), ("inpo", "sft"), ("inpo", "dpo"), ("inpo", "kto"),
+                                                     ("inpo-shuffled", "base")}  # the shuffled-label control
     t2 = pd.read_csv(work / "results" / "tables" / "table2_ablations.csv")
     assert {"beta-500", "init-sft", "inpo"} <= set(t2["run"])
     assert t2["gpu_hours"].notna().all()
@@ -46,6 +48,11 @@ def test_smoke_dag_outputs(smoke_run):
     assert 0 <= fb["agreement_with_human"] <= 1
     run_cfg = yaml.safe_load((work / "results" / "configs" / "inpo-aif.yaml").read_text())
     assert run_cfg["data"]["index"] == "results/data/pairs_toy_pickscore.parquet"
+    # the control: the same pairs, each winner drawn by a coin (about half agree with the hidden reward's)
+    coin = json.loads((work / "results" / "data" / "pairs_coin.json").read_text())
+    assert coin["evaluator"]["name"] == "coin" and coin["pairs_kept"] == fb["pairs_kept"]
+    run_cfg = yaml.safe_load((work / "results" / "configs" / "inpo-shuffled.yaml").read_text())
+    assert run_cfg["data"]["index"] == "results/data/pairs_coin.parquet"
     # a finished DAG has nothing left to do
     r = run_snakemake(work, "-n", "all", *SMOKE)
     assert planned_jobs(r.stdout) == []

@@ -150,6 +150,24 @@ def cmd_report(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_seeds(a: argparse.Namespace) -> int:
+    from .tables import seeds
+
+    spread, quality = seeds.seed_spread(a.roots), seeds.base_quality_spread(a.roots)
+    out = Path(a.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    spread.to_csv(out / "seed_spread.csv", index=False)
+    if len(quality):
+        quality.to_csv(out / "base_quality_seeds.csv", index=False)
+    cols = ["model", "baseline", "evaluator", "win_rate_min", "win_rate_max", "seeds_above_50", "seeds_below_50",
+            "effect_sd_min", "effect_sd_max"]
+    print(spread[cols].to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+    if len(quality):
+        print(quality[["root", "evaluator", "samples_mean", "train_mean", "ratio"]].to_string(index=False))
+    print(f"written: {out / 'seed_spread.csv'}" + (f", {out / 'base_quality_seeds.csv'}" if len(quality) else ""))
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -255,6 +273,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="JSON object (or @file.json) of further inpo.report.write_tables keywords, "
                         "e.g. '{\"model\": \"inpo\", \"baselines\": [\"base\", \"dpo\"]}'")
     r.set_defaults(func=cmd_report)
+
+    sd = sub.add_parser(
+        "seeds", formatter_class=fmt, help="the spread of Table 1 over whole runs with different seeds",
+        description=_desc(
+            "Put the tables of several runs of the workflow with different `seed` side by side (e.g. "
+            "results, results/seed1, results/seed2): for each Table 1 comparison the win-rate's range over "
+            "seeds, how many seeds' 95 % intervals lie above / below 50 %, the range of the mean gain in "
+            "baseline sd, and the toy base's quality ratio per seed. Writes OUT_DIR/seed_spread.csv (and "
+            "base_quality_seeds.csv)."))
+    sd.add_argument("roots", nargs="+", help="result folders (each with tables/table1_winrates.csv)")
+    sd.add_argument("--out-dir", default="results/seeds", help="output folder (default results/seeds)")
+    sd.set_defaults(func=cmd_seeds)
     return ap
 
 

@@ -38,6 +38,7 @@ REGISTRY: dict[str, str] = {
     "toy_pickscore": "inpo.evaluators.toy:ToyPickScore",
     "toy_hps": "inpo.evaluators.toy:ToyHPS",
     "toy_clip": "inpo.evaluators.toy:ToyCLIP",
+    "coin": "inpo.evaluators.control:Coin",  # no information: relabelling with it = the shuffled-label control
 }
 
 
