@@ -65,3 +65,11 @@ def test_the_workflow_names_a_renamed_key_before_the_schema(tmp_path):
     out = r.stdout + r.stderr
     assert r.returncode != 0 and "config key `kind` was renamed to `family`" in out, out[-2000:]
     assert "Additional properties are not allowed" not in out
+
+
+def test_a_missing_ablation_sheet_names_the_key(tmp_path):
+    """`--config ablations=null` passes the string 'null': the error says so, not a bare pandas error."""
+    with pytest.raises(FileNotFoundError, match=r"^ablations: no such sheet 'null' .*ablations: null"):
+        P.read_ablations("null", {})
+    with pytest.raises(FileNotFoundError, match=f"no such sheet '{tmp_path}/x.tsv'"):
+        P.read_ablations(tmp_path / "x.tsv", {})

@@ -125,6 +125,9 @@ def parse_overrides(text: str | float | None, where: str = "overrides") -> dict[
 
 def read_ablations(path: str | Path, main_runs: dict[str, Any]) -> pd.DataFrame:
     """Read and check the ablation sheet; errors name the file, row and column."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"ablations: no such sheet {str(path)!r} (a TSV file; for none, set `ablations: null` "
+                                f"in a config file: `--config ablations=null` passes the string 'null')")
     df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, comment="#")
     missing = [c for c in ABLATION_COLUMNS if c not in df.columns]
     if missing:
