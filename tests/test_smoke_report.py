@@ -38,8 +38,10 @@ def run_settings(work) -> dict:
     sheet = pd.read_csv(work / cfg["ablations"], sep="\t", comment="#") if cfg.get("ablations") else None
     if sheet is not None and "run" in sheet.columns:
         runs += [r for r in sheet["run"] if r not in runs]
+    b = cfg["report"]["baselines"]  # a list, or {model: [baselines]} (the toy's control beside InPO)
+    baselines = list(dict.fromkeys([*b, *(x for v in b.values() for x in v)])) if isinstance(b, dict) else list(b)
     return {"evaluators": list(ev["evaluators"]), "prompt_sets": list(ev["prompt_sets"]), "runs": runs,
-            "model": cfg["report"]["model"], "baselines": list(cfg["report"]["baselines"])}
+            "model": cfg["report"]["model"], "baselines": baselines}
 
 
 def _merge(a: dict, b: dict) -> None:
