@@ -243,7 +243,7 @@ def _job_blocks(dry_run_output: str) -> list[dict[str, str]]:
 
 def test_precompute_latents_adds_the_rule_before_the_runs_that_read_it(tmp_path):
     """The toy DAG at smoke size with data.precompute_latents: one `latents` job per index the runs train
-    on (pairs, the AI-feedback pairs, the per-image set), each after the job that writes its index, and
+    on (pairs, the AI-feedback and the coin-relabelled pairs, the per-image set), each after the job that writes its index, and
     every pair or per-image run reads its index's store (the toy base, procedural images, none)."""
     from workflow_utils import SMOKE, copy_workflow, run_snakemake
 
@@ -251,10 +251,12 @@ def test_precompute_latents_adds_the_rule_before_the_runs_that_read_it(tmp_path)
     (work / "config" / "latents.yaml").write_text("data: {precompute_latents: true, latents_dtype: float32}\n")
     jobs = _job_blocks(run_snakemake(work, "-n", "all", *SMOKE, "config/latents.yaml").stdout)
     stores = {j["output"].strip(): j for j in jobs if j["rule"] == "latents"}
-    assert sorted(stores) == [f"results/data/latents/{i}" for i in ("pairs", "pairs_toy_pickscore", "per_image/pairs")]
+    assert sorted(stores) == [f"results/data/latents/{i}"
+                              for i in ("pairs", "pairs_coin", "pairs_toy_pickscore", "per_image/pairs")]
     writers = {o.strip(): j["rule"] for j in jobs for o in j["output"].split(",")}
-    assert [writers[j["input"].split(",")[0].strip()] for j in stores.values()] == ["filter_pairs", "ai_feedback",
-                                                                                    "per_image"]
+    assert {s: writers[j["input"].split(",")[0].strip()] for s, j in stores.items()} == {
+        "results/data/latents/pairs": "filter_pairs", "results/data/latents/pairs_coin": "ai_feedback",
+        "results/data/latents/pairs_toy_pickscore": "ai_feedback", "results/data/latents/per_image/pairs": "per_image"}
     reads = {}
     for j in jobs:
         if j["rule"] == "train":
@@ -264,6 +266,7 @@ def test_precompute_latents_adds_the_rule_before_the_runs_that_read_it(tmp_path)
                      "dpo": ["results/data/latents/pairs"], "beta-500": ["results/data/latents/pairs"],
                      "init-sft": ["results/data/latents/pairs"],
                      "inpo-aif": ["results/data/latents/pairs_toy_pickscore"],
+                     "inpo-shuffled": ["results/data/latents/pairs_coin"],
                      "kto": ["results/data/latents/per_image/pairs"]}
     # and the default (the reference code's on-the-fly encode): no latents job
     jobs = _job_blocks(run_snakemake(work, "-n", "all", *SMOKE).stdout)
