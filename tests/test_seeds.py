@@ -59,3 +59,5 @@ def test_seed_spread_errors_name_the_folder(tmp_path):
         seed_spread([a, tmp_path / "nope"])
     s = seed_spread([a])  # without toy_effect: NaN gains
     assert s["effect_sd_min"].isna().all() and base_quality_spread([a]).empty
+    (a / "tables" / "toy_effect.csv").write_text("\n")  # an empty table as write_csv writes it (no toy evaluator)
+    assert seed_spread([a])["effect_sd_min"].isna().all()

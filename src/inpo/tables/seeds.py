@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .io import read_table
+
 KEYS = ["model", "baseline", "prompt_set", "evaluator"]
 
 
@@ -26,7 +28,7 @@ def _read(root: Path, name: str, required: bool = True) -> pd.DataFrame | None:
         if required:
             raise FileNotFoundError(f"{path}: no such table (run the workflow's `all` or `tables` into {root} first)")
         return None
-    return pd.read_csv(path)
+    return read_table(path)  # as write_csv wrote it (an empty table: an empty frame)
 
 
 def seed_spread(roots: Sequence[str | os.PathLike]) -> pd.DataFrame:
