@@ -53,6 +53,33 @@ def test_clip_tokenizer_matches_open_clip(clip_tok):
     assert len(padded) == 77 and padded[-1] == 49407
 
 
+
+def _build_tokenizer_in(folder, pad_token, rounds):
+    from inpo.tokenizer import build_clip_tokenizer
+
+    for _ in range(rounds):
+        tok = build_clip_tokenizer(folder, pad_token=pad_token)
+        assert len(tok) == 49408 and tok.pad_token == pad_token
+
+
+def test_clip_tokenizer_folder_built_by_parallel_processes(tmp_path):
+    """Parallel jobs build the shared tokenizer cache folder at the same time (two toy seeds' toy_init
+    jobs did, and one failed with "Token `stopbrex` out of vocabulary": it read a half-written
+    merges.txt). Every process must load a complete tokenizer, its own pad token included."""
+    import multiprocessing as mp
+
+    from inpo.tokenizer import EOS
+
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_build_tokenizer_in, args=(tmp_path / "tok", EOS, 3)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=300)
+    assert [p.exitcode for p in procs] == [0] * len(procs)
+    assert sorted(x.name for x in (tmp_path / "tok").iterdir()) == [
+        "merges.txt", "special_tokens_map.json", "tokenizer_config.json", "vocab.json"]  # no temporary left
+
 def test_sd_scheduler_config():
     from inpo.models import default_scheduler, sd_scheduler_config
 

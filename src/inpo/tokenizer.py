@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -59,14 +61,32 @@ def clip_vocab_and_merges() -> tuple[dict[str, int], list[str]]:
     return encoder, merges
 
 
-def write_clip_tokenizer_files(out_dir: str | Path) -> Path:
-    """Write vocab.json, merges.txt, tokenizer_config.json, special_tokens_map.json into out_dir."""
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a unique temporary file and ``os.replace``: a reader (or a
+    concurrent writer of the same folder, e.g. two jobs building the shared tokenizer cache at
+    once) never sees a half-written file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_clip_tokenizer_files(out_dir: str | Path, *, pad_token: str = EOS) -> Path:
+    """Write vocab.json, merges.txt, tokenizer_config.json, special_tokens_map.json into out_dir.
+
+    Each file is written whole with its final content and replaced atomically, so processes that
+    build the same folder at the same time (parallel Snakemake jobs) all load a complete tokenizer.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     encoder, merges = clip_vocab_and_merges()
-    (out / "vocab.json").write_text(json.dumps(encoder, ensure_ascii=False), encoding="utf-8")
-    (out / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
-    special = {"bos_token": BOS, "eos_token": EOS, "unk_token": EOS, "pad_token": EOS}
+    _write_atomic(out / "vocab.json", json.dumps(encoder, ensure_ascii=False))
+    _write_atomic(out / "merges.txt", "#version: 0.2\n" + "\n".join(merges) + "\n")
+    special = {"bos_token": BOS, "eos_token": EOS, "unk_token": EOS, "pad_token": pad_token}
     cfg = {
         **special,
         "tokenizer_class": "CLIPTokenizer",
@@ -76,8 +96,8 @@ def write_clip_tokenizer_files(out_dir: str | Path) -> Path:
         "add_prefix_space": False,
         "clean_up_tokenization_spaces": True,
     }
-    (out / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2), encoding="utf-8")
-    (out / "special_tokens_map.json").write_text(json.dumps(special, indent=2), encoding="utf-8")
+    _write_atomic(out / "tokenizer_config.json", json.dumps(cfg, indent=2))
+    _write_atomic(out / "special_tokens_map.json", json.dumps(special, indent=2))
     return out
 
 
@@ -89,14 +109,7 @@ def build_clip_tokenizer(out_dir: str | Path, *, pad_token: str = EOS):
     """
     from transformers import CLIPTokenizer
 
-    out = write_clip_tokenizer_files(out_dir)
-    if pad_token != EOS:
-        cfg = json.loads((out / "tokenizer_config.json").read_text())
-        cfg["pad_token"] = pad_token
-        (out / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2), encoding="utf-8")
-        sm = json.loads((out / "special_tokens_map.json").read_text())
-        sm["pad_token"] = pad_token
-        (out / "special_tokens_map.json").write_text(json.dumps(sm, indent=2), encoding="utf-8")
+    out = write_clip_tokenizer_files(out_dir, pad_token=pad_token)
     tok = CLIPTokenizer.from_pretrained(str(out))
     tok.model_max_length = MODEL_MAX_LENGTH
     return tok
