@@ -203,6 +203,35 @@ def test_snakemake_lint_is_clean(tmp_path, configfile):
     assert "Lints for" not in r.stdout + r.stderr
 
 
+def test_toy_serial_head_takes_every_core(tmp_path):
+    """toy_init, the base's pretraining and toy_pairs run alone (everything else waits on them): they take
+    `resources.head.threads` cores, lowered to --cores, and ask SLURM for as many; every other job takes 1."""
+    work = copy_workflow(tmp_path)
+    for cores, head in [(2, 2), (1, 1), (8, 2)]:
+        out = run_snakemake(work, "-n", "all", "--cores", str(cores), timeout=300).stdout
+        blocks = []  # (rule, {field: value}) of each planned job, in order
+        for line in out.splitlines():
+            s = line.strip()
+            if s.startswith(("rule ", "localrule ")) and s.endswith(":"):
+                blocks.append((s.split()[-1][:-1], {}))
+            elif blocks and ":" in s:
+                field, value = s.split(":", 1)
+                blocks[-1][1].setdefault(field, value.strip())
+        threads, cpus = {}, {}
+        for rule, f in blocks:
+            key = f"{rule}[{f.get('wildcards', '')}]"
+            threads[key] = int(f.get("threads", 1))
+            res = f.get("resources", "")
+            cpus[key] = int(res.split("cpus_per_task=")[1].split(",")[0]) if "cpus_per_task=" in res else None
+        heads = {"toy_init[]", "train[run=base]", "toy_pairs[]"}
+        assert heads <= set(threads), sorted(threads)[:20]
+        assert {k: threads[k] for k in heads} == {k: head for k in heads}, cores
+        assert {k: cpus[k] for k in heads} == {k: 2 for k in heads}  # SLURM: the config's head threads
+        others = {k: v for k, v in threads.items() if k not in heads and k.split("[")[0] in ("train", "generate", "score")}
+        assert len(others) > 20 and set(others.values()) == {1}, cores
+        assert cpus["train[run=inpo]"] == 1
+
+
 def test_bad_config_fails_before_any_job(tmp_path):
     work = copy_workflow(tmp_path)
     cfg = work / "config" / "config.yaml"

@@ -44,10 +44,29 @@ def res(group):
     `gpu: 0` requests none (a GPU request on a GPU-less node fails at once)."""
     r = {**config["resources"]["default"], **config["resources"].get(group, {})}
     r.pop("processes", None)
+    r.pop("threads", None)  # a rule's `threads:`, not a resource (head_threads)
     if not r.get("gpu"):
         r.pop("gpu", None)
         r.pop("gpu_model", None)
         r.pop("cpus_per_gpu", None)
+    return r
+
+
+def head_threads(run=None):
+    """Threads of a job on the toy DAG's serial head: toy_init, the pretraining of a run that starts
+    from toy_init (the base), toy_pairs. Nothing else can run beside them, so they take
+    `resources.head.threads` cores (Snakemake lowers it to --cores); every other job (and every
+    other run) takes 1."""
+    if run is not None and RUNS[run]["init"] != "toy_init":
+        return 1
+    return int(config["resources"].get("head", {}).get("threads", 1))
+
+
+def head_resources(group, run_of=None):
+    """`res(group)`, with cpus_per_task raised to the job's head_threads (SLURM allocates them)."""
+    r = res(group)
+    cpus = int(r.get("cpus_per_task", 1))
+    r["cpus_per_task"] = lambda w: max(cpus, head_threads(run_of(w) if run_of else None))
     return r
 
 

@@ -12,8 +12,9 @@ rule toy_init:
         results("logs/toy_init.log"),
     benchmark:
         results("benchmarks/toy_init.tsv")
+    threads: head_threads()
     resources:
-        **res("train"),
+        **head_resources("train"),
     script:
         "../scripts/toy_init.py"
 
@@ -32,8 +33,9 @@ rule toy_pairs:
         results("logs/toy_pairs.log"),
     benchmark:
         results("benchmarks/toy_pairs.tsv")
+    threads: head_threads()
     resources:
-        **res("generate"),
+        **head_resources("generate"),
     script:
         "../scripts/toy_pairs.py"
 

@@ -37,8 +37,9 @@ rule train:
         cmd=trainer_shell,
         state_log=lambda w: TRAIN_CONFIGS[w.run]["log_csv"],
         snapshots=lambda w: [snapshot_path(w.run, k) for k in EFF_UPDATES.get(w.run, [])],
+    threads: lambda w: head_threads(w.run)
     resources:
-        **res("train"),
+        **head_resources("train", run_of=lambda w: w.run),
     shell:
         "({params.cmd} && cp {params.state_log} {output.log_csv} && mkdir -p {output.snapshots}"
         " && for d in {params.snapshots}; do if [ ! -d $d ]; then echo \"no snapshot $d: the run resumed from a"
