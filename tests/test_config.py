@@ -73,3 +73,27 @@ def test_a_missing_ablation_sheet_names_the_key(tmp_path):
         P.read_ablations("null", {})
     with pytest.raises(FileNotFoundError, match=f"no such sheet '{tmp_path}/x.tsv'"):
         P.read_ablations(tmp_path / "x.tsv", {})
+
+
+def test_numbers_in_exponent_form_are_numbers_and_bad_types_name_the_key():
+    """PyYAML reads YAML 1.1, where `1e-4` (no dot) is the string '1e-4': `--set optim.learning_rate=1e-4`
+    (benchmarks/toy_effect.py) and an ablation row `optim.learning_rate=1e-4` reached AdamW as a string
+    and failed inside torch ("'<=' not supported between 'float' and 'str'")."""
+    assert P.parse_overrides("optim.learning_rate=1e-4; method.beta=2000; x=2.5E+3; init=sft; t=-3e-2") == {
+        "optim.learning_rate": 1e-4, "method.beta": 2000, "x": 2500.0, "init": "sft", "t": -0.03}
+    assert yaml.safe_load("lr: 1e-4")["lr"] == "1e-4"  # the YAML 1.1 trap the checks below close
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    base = P.run_train_config(config, "inpo", P.all_runs(config, None))
+    d = copy.deepcopy(base)
+    d["optim"]["learning_rate"] = "1e-4"  # a run config written with `learning_rate: 1e-4`
+    cfg = train_config_from_dict(d)
+    assert cfg.optim.learning_rate == 1e-4 and isinstance(cfg.optim.learning_rate, float)
+    assert train_config_from_dict(copy.deepcopy(base)).method.beta == 2000  # an int in a float field stays as written
+    for key, value, message in [("optim.learning_rate", "fast", r"train\.optim\.learning_rate: expected a number, got 'fast'"),
+                                ("max_updates", 2.5, r"train\.max_updates: expected an integer, got 2\.5"),
+                                ("progress", "yes", r"train\.progress: expected true or false, got 'yes'"),
+                                ("method.beta", True, r"train\.method\.beta: expected a number, got True")]:
+        d = copy.deepcopy(base)
+        P.set_dotted(d, key, value)
+        with pytest.raises(TypeError, match=f"^{message}$"):
+            train_config_from_dict(d)

@@ -9,6 +9,7 @@ Unknown keys are errors that name the key and where it was found.
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,9 +175,28 @@ def _from_dict(cls, data: dict[str, Any], where: str):
         raise KeyError(f"{where}: {exc}") from None
 
 
+FLOAT_TEXT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+"""A number as text. PyYAML reads YAML 1.1, where ``1e-4`` (no dot) is a string, not a float."""
+
+
 def _check_literal(hint, value, where):
-    if typing.get_origin(hint) is Literal and value not in typing.get_args(hint):
-        raise ValueError(f"{where}: {value!r} is not one of {list(typing.get_args(hint))}")
+    """Check ``value`` against a field's type: a Literal's choices; a float (a YAML 1.1 string such as
+    ``"1e-4"`` becomes the float it spells), an int or a bool field gets a number or a bool of its kind (an int stays an int in a float field).
+    Other types (str, optional and container fields) pass as they are."""
+    if typing.get_origin(hint) is Literal:
+        if value not in typing.get_args(hint):
+            raise ValueError(f"{where}: {value!r} is not one of {list(typing.get_args(hint))}")
+        return value
+    if hint is float:
+        if isinstance(value, str) and FLOAT_TEXT.match(value.strip()):
+            return float(value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{where}: expected a number, got {value!r}")
+        return value
+    if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise TypeError(f"{where}: expected an integer, got {value!r}")
+    if hint is bool and not isinstance(value, bool):
+        raise TypeError(f"{where}: expected true or false, got {value!r}")
     return value
 
 

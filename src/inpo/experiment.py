@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from .config import RENAMED_KEYS, check_renamed_keys, train_config_from_dict
+from .config import FLOAT_TEXT, RENAMED_KEYS, check_renamed_keys, train_config_from_dict
 from .efficiency import snapshot_every
 
 ABLATION_COLUMNS = ["run", "sweep", "setting", "value", "base_run", "overrides", "paper_row"]
@@ -119,7 +119,9 @@ def parse_overrides(text: str | float | None, where: str = "overrides") -> dict[
         if "=" not in part:
             raise ValueError(f"{where}: {part!r} is not key=value")
         key, value = part.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value.strip())
+        v = yaml.safe_load(value.strip())
+        # PyYAML reads YAML 1.1: "1e-4" (no dot) would stay a string, the learning rate a user means
+        out[key.strip()] = float(v) if isinstance(v, str) and FLOAT_TEXT.match(v) else v
     return out
 
 
