@@ -65,6 +65,8 @@ def head_threads(run=None):
 def head_resources(group, run_of=None):
     """`res(group)`, with cpus_per_task raised to the job's head_threads (SLURM allocates them)."""
     r = res(group)
+    if head_threads() == 1:  # no head threads configured (the paper configs): res(group) as it is
+        return r
     cpus = int(r.get("cpus_per_task", 1))
     r["cpus_per_task"] = lambda w: max(cpus, head_threads(run_of(w) if run_of else None))
     return r
