@@ -13,6 +13,7 @@ from workflow_utils import (
     SMOKE,
     copy_workflow,
     experiment_families,
+    planned_job_fields,
     planned_jobs,
     run_snakemake,
     workflow_notebooks,
@@ -209,16 +210,8 @@ def test_toy_serial_head_takes_every_core(tmp_path):
     work = copy_workflow(tmp_path)
     for cores, head in [(2, 2), (1, 1), (8, 2)]:
         out = run_snakemake(work, "-n", "all", "--cores", str(cores), timeout=300).stdout
-        blocks = []  # (rule, {field: value}) of each planned job, in order
-        for line in out.splitlines():
-            s = line.strip()
-            if s.startswith(("rule ", "localrule ")) and s.endswith(":"):
-                blocks.append((s.split()[-1][:-1], {}))
-            elif blocks and ":" in s:
-                field, value = s.split(":", 1)
-                blocks[-1][1].setdefault(field, value.strip())
         threads, cpus = {}, {}
-        for rule, f in blocks:
+        for rule, f in planned_job_fields(out):
             key = f"{rule}[{f.get('wildcards', '')}]"
             threads[key] = int(f.get("threads", 1))
             res = f.get("resources", "")

@@ -54,23 +54,24 @@ def run_snakemake(workdir: Path, *args: str, timeout: int = 1500, check: bool = 
     return r
 
 
-def planned_jobs(dry_run_output: str) -> list[tuple[str, dict[str, str]]]:
-    """(rule, wildcards) of every job a dry run lists."""
-    jobs, rule = [], None
+def planned_job_fields(dry_run_output: str) -> list[tuple[str, dict[str, str]]]:
+    """(rule, {field: value}) of every job a dry run lists (``wildcards``, ``threads``, ``resources``, ...;
+    the first value of each field)."""
+    jobs = []
     for line in dry_run_output.splitlines():
         s = line.strip()
-        if s.startswith("rule ") and s.endswith(":"):
-            rule = s[5:-1]
-            jobs.append((rule, {}))
-        elif s.startswith("localrule ") and s.endswith(":"):
-            rule = s[10:-1]
-            jobs.append((rule, {}))
-        elif s.startswith("wildcards:") and jobs:
-            for part in s[len("wildcards:"):].split(","):
-                if "=" in part:
-                    k, v = part.strip().split("=", 1)
-                    jobs[-1][1][k] = v
+        if s.startswith(("rule ", "localrule ")) and s.endswith(":"):
+            jobs.append((s.split(" ", 1)[1][:-1], {}))
+        elif jobs and ":" in s:
+            field, value = s.split(":", 1)
+            jobs[-1][1].setdefault(field, value.strip())
     return jobs
+
+
+def planned_jobs(dry_run_output: str) -> list[tuple[str, dict[str, str]]]:
+    """(rule, wildcards) of every job a dry run lists."""
+    return [(rule, dict(part.strip().split("=", 1) for part in f.get("wildcards", "").split(",") if "=" in part))
+            for rule, f in planned_job_fields(dry_run_output)]
 
 
 def experiment_families(experiment_file: str) -> dict[str, dict]:

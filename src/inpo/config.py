@@ -168,7 +168,7 @@ def _from_dict(cls, data: dict[str, Any], where: str):
         if dataclasses.is_dataclass(hint):
             kwargs[key] = _from_dict(hint, value, f"{where}.{key}")
         else:
-            kwargs[key] = _check_literal(hint, value, f"{where}.{key}")
+            kwargs[key] = _check_value(hint, value, f"{where}.{key}")
     try:
         return cls(**kwargs)
     except TypeError as exc:
@@ -179,10 +179,10 @@ FLOAT_TEXT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 """A number as text. PyYAML reads YAML 1.1, where ``1e-4`` (no dot) is a string, not a float."""
 
 
-def _check_literal(hint, value, where):
-    """Check ``value`` against a field's type: a Literal's choices; a float (a YAML 1.1 string such as
-    ``"1e-4"`` becomes the float it spells), an int or a bool field gets a number or a bool of its kind (an int stays an int in a float field).
-    Other types (str, optional and container fields) pass as they are."""
+def _check_value(hint, value, where):
+    """Check ``value`` against a field's type: a Literal's choices; a float field takes a number (a YAML
+    1.1 string such as ``"1e-4"`` becomes the float it spells; an int stays an int), an int or a bool
+    field one of its kind. Other types (str, optional and container fields) pass as they are."""
     if typing.get_origin(hint) is Literal:
         if value not in typing.get_args(hint):
             raise ValueError(f"{where}: {value!r} is not one of {list(typing.get_args(hint))}")
