@@ -6,7 +6,8 @@ A thin caller of the functions the workflow's rules call, with the workflow conf
    :func:`inpo.data.pickapic.filter_pairs` (rule ``filter_pairs``); the ``shuffled`` arm trains on
    the same pairs with the winner flipped at random (a control: it must not beat the base);
 2. training: each arm's TrainConfig is :func:`inpo.experiment.run_train_config` of the config's run
-   (``inpo`` / ``dpo``; ``--set key=value`` changes a dotted key of every arm), trained with
+   (``inpo`` / ``dpo``; ``--set key=value`` changes a dotted key of every arm, ``--set arm:key=value``
+   of one arm: e.g. whether a recipe change helps InPO more than DPO), trained with
    :func:`inpo.trainer.train` (rule ``train``) along ``--eval-at`` (the arm's state folder persists:
    each point resumes from the previous one);
 3. evaluation: :func:`inpo.generate.generate_images` on the config's first prompt set with the
@@ -55,6 +56,23 @@ def arm_config(config: dict, arm: str, base: str, index: Path, out: Path, update
     return d
 
 
+def arm_overrides(sets: list[str], arms: list[str]) -> dict[str, dict]:
+    """``--set`` values -> each arm's dotted overrides: ``key=value`` for every arm, ``arm:key=value`` for
+    one (applied after the shared ones)."""
+    shared, own = [], {arm: [] for arm in arms}
+    for item in sets:
+        head = item.split("=", 1)[0]
+        if ":" in head:
+            arm, rest = item.split(":", 1)
+            if arm not in own:
+                raise ValueError(f"--set {item!r}: no arm {arm!r} (--arms: {','.join(arms)})")
+            own[arm].append(rest)
+        else:
+            shared.append(item)
+    return {arm: {**P.parse_overrides(";".join(shared), where="--set"),
+                  **P.parse_overrides(";".join(own[arm]), where=f"--set {arm}:")} for arm in arms}
+
+
 def effect_rows(scores: pd.DataFrame, model: str, baseline: str, evaluator: str, prompt_set: str) -> dict:
     w = win_rate(scores, model, baseline, evaluator, prompt_set)
     e = reward_effect_stats(scores, model, baseline, evaluator, prompt_set)
@@ -72,7 +90,8 @@ def main(argv=None):
     ap.add_argument("--arms", default="inpo,dpo,shuffled")
     ap.add_argument("--eval-at", default="10,30", help="updates at which each arm is evaluated")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="dotted TrainConfig key of every arm, e.g. optim.learning_rate=1e-4 (repeatable)")
+                    help="dotted TrainConfig key of every arm, e.g. optim.learning_rate=1e-4, or of one arm, "
+                         "e.g. inpo:method.t_min=500 (repeatable)")
     ap.add_argument("--reuse-pairs", action="store_true", help="keep OUT/pairs.parquet if present")
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args(argv)
@@ -86,7 +105,8 @@ def main(argv=None):
     config = P.load_overlays(a.config, where="--config")
     if a.seed is not None:
         config["seed"] = a.seed
-    sets = P.parse_overrides(";".join(a.set), where="--set")
+    arms = a.arms.split(",")
+    sets = arm_overrides(a.set, arms)
     world = ToyWorld.from_dict(config["toy"].get("scene"))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -125,11 +145,11 @@ def main(argv=None):
     res["base_mean"] = float(scores["score"].mean())
     print(json.dumps({"pairs": len(idx), "base_mean": res["base_mean"]}), flush=True)
     res["curves"], last = [], {}
-    for arm in a.arms.split(","):
+    for arm in arms:
         shutil.rmtree(out / f"{arm}_state", ignore_errors=True)  # curves resume from this arm's own run
         index = out / ("pairs_shuffled.parquet" if arm == "shuffled" else "pairs.parquet")
         for k in [int(x) for x in a.eval_at.split(",")]:
-            d = arm_config(copy.deepcopy(config), arm, a.base, index, out, k, sets)
+            d = arm_config(copy.deepcopy(config), arm, a.base, index, out, k, sets[arm])
             summ = train(train_config_from_dict(d, where=f"arm {arm}"))
             scores = evaluate(out / f"{arm}_pipeline", f"{arm}@{k}")
             row = {"arm": arm, "updates": k, "train_wall_s": round(summ.get("wall_s", float("nan")), 1),

@@ -97,3 +97,22 @@ def test_numbers_in_exponent_form_are_numbers_and_bad_types_name_the_key():
         P.set_dotted(d, key, value)
         with pytest.raises(TypeError, match=f"^{message}$"):
             train_config_from_dict(d)
+
+
+def test_toy_effect_sets_a_key_of_every_arm_or_of_one():
+    """`benchmarks/toy_effect.py --set key=value` changes every arm, `--set arm:key=value` one arm (after the
+    shared keys): how to ask whether a recipe change helps InPO more than Diffusion-DPO in one run."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("toy_effect", ROOT / "benchmarks" / "toy_effect.py")
+    te = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(te)
+    sets = te.arm_overrides(["method.t_min=500", "dpo:optim.learning_rate=1e-4", "dpo:method.t_min=0",
+                             "inpo:model.note=a:b=c"], ["inpo", "dpo", "shuffled"])
+    assert sets == {"inpo": {"method.t_min": 500, "model.note": "a:b=c"},
+                    "dpo": {"method.t_min": 0, "optim.learning_rate": 1e-4}, "shuffled": {"method.t_min": 500}}
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    d = te.arm_config(copy.deepcopy(config), "dpo", "base", Path("pairs.parquet"), Path("out"), 30, sets["dpo"])
+    assert (d["method"]["name"], d["method"]["t_min"], d["optim"]["learning_rate"], d["max_updates"]) == ("dpo", 0, 1e-4, 30)
+    with pytest.raises(ValueError, match=r"^--set 'kto:method\.beta=1': no arm 'kto' \(--arms: inpo,dpo\)$"):
+        te.arm_overrides(["kto:method.beta=1"], ["inpo", "dpo"])
