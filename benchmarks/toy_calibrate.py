@@ -78,13 +78,13 @@ def main(argv=None):
     d.update(output_dir=str(out / "base"), state_dir=str(out / "base_state"), log_csv=str(out / "base_log.csv"),
              tensorboard_dir=None, checkpoints_total_limit=1, progress=False)
     caps = [world.captions[i % len(world.captions)] for i in range(a.n_eval)]
-    train_s, prev = 0.0, 0
+    prev = 0
     for k in [int(x) for x in a.unet_steps.split(",")]:
         d.update(max_updates=k, checkpoint_every=k - prev)
         summ = train(train_config_from_dict(dict(d), where="base"))
-        train_s += summ.get("wall_s", float("nan"))
         prev = k
-        ck = {"unet_steps": k, "unet_wall_s": round(train_s, 1)}
+        # the trainer's wall_s is the run's training time over all its resumes (it is kept in the checkpoint)
+        ck = {"unet_steps": k, "unet_wall_s": round(summ.get("wall_s", float("nan")), 1)}
         for c in a.cfg or [g["guidance_scale"]]:
             t = time.time()
             imgs = sample_base_images(out / "base", caps, [777 + i for i in range(a.n_eval)], steps=g["steps"],
