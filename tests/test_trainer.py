@@ -246,3 +246,38 @@ def test_lr_schedule_warmup_constant_and_cosine():
     assert cos[12] == pytest.approx(0.2) and all(a >= b for a, b in zip(cos[2:], cos[3:]))
     with pytest.raises(ValueError, match="lr_schedule"):
         lr_at(5, 1.0, 0, "linear", total=10)
+
+
+def test_ema_saves_the_moving_average_and_resumes_it(world, tmp_path):
+    """`ema_decay`: the saved UNet is diffusers' EMAModel average of the policy's weights after each update
+    (decay 0 after update 1, then min(ema_decay, n / (n + 9))), computed here by hand from a run without
+    it (training is the same); a run killed after 2 updates and resumed saves the same average."""
+    from diffusers import UNet2DConditionModel
+
+    from inpo.efficiency import snapshot_path
+
+    def snapshot(cfg, u):
+        return UNet2DConditionModel.from_pretrained(snapshot_path(cfg.state_dir, u)).state_dict()
+
+    raw = run_cfg(world, "raw", tmp_path, max_updates=3, snapshot_every=1)
+    train(raw)
+    w = [snapshot(raw, u) for u in (1, 2)]
+    w.append(unet_state(raw.output_dir))
+    e = {k: w[0][k].double() for k in w[0]}
+    for n, wn in ((2, w[1]), (3, w[2])):
+        d = min(0.5, n / (n + 9))
+        e = {k: d * e[k] + (1 - d) * wn[k].double() for k in e}
+    avg = run_cfg(world, "avg", tmp_path, max_updates=3, ema_decay=0.5, snapshot_every=1)
+    train(avg)
+    got = unet_state(avg.output_dir)
+    assert max_diff(got, w[2]) > 1e-5  # the average is not the last weights
+    assert max((got[k].double() - e[k]).abs().max().item() for k in e) < 1e-6
+    assert max_diff(snapshot(avg, 1), w[0]) < 1e-8  # the average of one update (decay 0; float round-off)
+    assert max_diff(snapshot(avg, 2), w[1]) > 1e-6  # snapshots are averages too
+    killed = run_cfg(world, "killed", tmp_path, max_updates=3, ema_decay=0.5, checkpoint_every=1)
+    assert train(killed, stop_after=2)["stopped_at"] == 2
+    assert train(killed)["resumed_from"] == 2
+    b = unet_state(killed.output_dir)
+    assert all(torch.equal(got[k], b[k]) for k in got)
+    with pytest.raises(ValueError, match=r"ema_decay must be in \[0, 1\) \(0: no average\), got 1\.0"):
+        run_cfg(world, "bad", tmp_path, ema_decay=1.0)

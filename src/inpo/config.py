@@ -143,6 +143,11 @@ class TrainConfig:
     """Save the policy UNet every N updates below ``max_updates`` into ``state_dir/snapshots/update-<N>``
     (0: never): the points of the efficiency curve (paper Figure 4, :mod:`inpo.efficiency`). Kept
     beside the checkpoints, so a resumed run keeps the snapshots written before it was killed."""
+    ema_decay: float = 0.0
+    """0: the saved model is the policy's last weights. Else it is an exponential moving average of the
+    policy's weights after each update (:class:`diffusers.training_utils.EMAModel`: the decay after update
+    ``n`` is ``min(ema_decay, n / (n + 9))``, 0 after the first), as are the snapshots; the average is
+    kept in the checkpoints, so a resumed run saves the same model. Training itself is unchanged."""
     log_csv: str | None = None
     tensorboard_dir: str | None = None
     progress: bool = True
@@ -243,6 +248,8 @@ def validate(cfg: TrainConfig) -> None:
 
     m = cfg.method
     method = get_method(m.name)
+    if not 0 <= cfg.ema_decay < 1:
+        raise ValueError(f"ema_decay must be in [0, 1) (0: no average), got {cfg.ema_decay}")
     if not 0 <= m.t_min <= m.t_max <= 999:
         raise ValueError(f"method: need 0 <= t_min <= t_max <= 999, got [{m.t_min}, {m.t_max}]")
     if not 0 <= m.caption_dropout <= 1:

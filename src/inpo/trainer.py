@@ -26,7 +26,7 @@ import math
 import os
 import shutil
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -412,15 +412,30 @@ def save_checkpoint(accelerator, cfg: TrainConfig, update: int, state: dict) -> 
     accelerator.wait_for_everyone()
 
 
-def save_snapshot(accelerator, cfg: TrainConfig, update: int, policy) -> None:
-    """The policy UNet after ``update`` updates as a diffusers ``unet`` folder (safetensors), written
-    under a temporary name and renamed."""
+@contextmanager
+def saved_weights(unet, ema):
+    """``unet`` holding the weights a run saves: its own, or (``ema``) the moving average, put back after."""
+    if ema is None:
+        yield unet
+        return
+    ema.store(unet.parameters())
+    ema.copy_to(unet.parameters())
+    try:
+        yield unet
+    finally:
+        ema.restore(unet.parameters())
+
+
+def save_snapshot(accelerator, cfg: TrainConfig, update: int, policy, ema=None) -> None:
+    """The policy UNet (or its moving average, ``ema``) after ``update`` updates as a diffusers ``unet``
+    folder (safetensors), written under a temporary name and renamed."""
     if accelerator.is_main_process:
         final = snapshot_path(cfg.state_dir, update)
         tmp = final.with_name(f".tmp-{final.name}")
         if tmp.exists():
             shutil.rmtree(tmp)
-        accelerator.unwrap_model(policy).save_pretrained(str(tmp), safe_serialization=True)
+        with saved_weights(accelerator.unwrap_model(policy), ema) as unet:
+            unet.save_pretrained(str(tmp), safe_serialization=True)
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
@@ -501,6 +516,12 @@ def train(cfg: TrainConfig, *, stop_after: int | None = None) -> dict:
     base_lr = cfg.optim.learning_rate * (cfg.pairs_per_update(n_proc) if cfg.optim.scale_lr else 1)
     optimizer = make_optimizer(cfg, [p for p in models.policy.parameters() if p.requires_grad], base_lr, device)
     policy, optimizer = accelerator.prepare(models.policy, optimizer)
+    ema = None
+    if cfg.ema_decay:
+        from diffusers.training_utils import EMAModel
+
+        ema = EMAModel(accelerator.unwrap_model(policy).parameters(), decay=cfg.ema_decay)
+        accelerator.register_for_checkpointing(ema)  # saved and loaded with the checkpoints
 
     start, pairs_seen, wall = 0, 0, 0.0
     ckpt = latest_checkpoint(cfg.state_dir)
@@ -548,6 +569,8 @@ def train(cfg: TrainConfig, *, stop_after: int | None = None) -> dict:
         grad_norm = accelerator.clip_grad_norm_(policy.parameters(), cfg.optim.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.step(accelerator.unwrap_model(policy).parameters())
         pairs_seen += cfg.pairs_per_update(n_proc)
         wall += time.perf_counter() - t0
         reduced = {k: float(all_reduce_mean(torch.tensor(v, device=device))) for k, v in sums.items()}
@@ -559,7 +582,7 @@ def train(cfg: TrainConfig, *, stop_after: int | None = None) -> dict:
         u = update + 1
         done_here += 1
         if cfg.snapshot_every and u % cfg.snapshot_every == 0 and u < cfg.max_updates:
-            save_snapshot(accelerator, cfg, u, policy)
+            save_snapshot(accelerator, cfg, u, policy, ema)
         if cfg.checkpoint_every and (u % cfg.checkpoint_every == 0 or u == cfg.max_updates):
             save_checkpoint(accelerator, cfg, u, {"update": u, "pairs_seen": pairs_seen, "wall_s": wall,
                                                   "settings": resume_settings(cfg, n_proc)})
@@ -571,7 +594,8 @@ def train(cfg: TrainConfig, *, stop_after: int | None = None) -> dict:
     log.close()
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        save_result(cfg, models, accelerator.unwrap_model(policy))
+        with saved_weights(accelerator.unwrap_model(policy), ema) as unet:
+            save_result(cfg, models, unet)
     accelerator.wait_for_everyone()
     return {"updates": cfg.max_updates, "pairs_seen": pairs_seen, "wall_s": wall, "resumed_from": start,
             "updates_run": done_here}
