@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import subprocess
@@ -16,7 +17,7 @@ from inpo.conditioning import Cond
 from inpo.config import MethodConfig, train_config_from_dict
 from inpo.launch import trainer_command
 from inpo.methods import PairGenerators, get_method
-from inpo.trainer import train
+from inpo.trainer import changed_settings, resume_settings, train
 
 # A large Adam eps makes the update linear in the gradient: Adam's sign-like first step would blow
 # float32 round-off on near-zero gradients up to a full lr-sized step and hide real differences.
@@ -279,5 +280,12 @@ def test_ema_saves_the_moving_average_and_resumes_it(world, tmp_path):
     assert train(killed)["resumed_from"] == 2
     b = unet_state(killed.output_dir)
     assert all(torch.equal(got[k], b[k]) for k in got)
+    # a checkpoint written before a setting existed resumes when the run keeps its default, not otherwise
+    ckpt = Path(killed.state_dir) / "checkpoint-2"
+    state = json.loads((ckpt / "trainer_state.json").read_text())
+    del state["settings"]["ema_decay"]
+    (ckpt / "trainer_state.json").write_text(json.dumps(state))
+    assert changed_settings(ckpt, resume_settings(run_cfg(world, "killed", tmp_path, max_updates=3), 1)) == []
+    assert changed_settings(ckpt, resume_settings(killed, 1)) == ["ema_decay: None -> 0.5"]
     with pytest.raises(ValueError, match=r"ema_decay must be in \[0, 1\) \(0: no average\), got 1\.0"):
         run_cfg(world, "bad", tmp_path, ema_decay=1.0)

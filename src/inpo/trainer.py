@@ -388,12 +388,16 @@ def resume_settings(cfg: TrainConfig, n_proc: int) -> dict:
 
 def changed_settings(ckpt: Path, settings: dict) -> list[str]:
     """The keys whose value differs between ``settings`` and those recorded in checkpoint ``ckpt``
-    (``old -> new``); empty when they agree or the checkpoint records none (written before they were)."""
+    (``old -> new``); empty when they agree or the checkpoint records none (written before they were).
+    A key the checkpoint does not record (a setting added to TrainConfig since) agrees when ``settings``
+    holds its default: a run resumes across a code update that only adds settings."""
     saved = json.loads((ckpt / "trainer_state.json").read_text()).get("settings")
     if saved is None:
         return []
+    defaults = resume_settings(TrainConfig(output_dir="", state_dir=""), 1)
     return [f"{k}: {saved.get(k)!r} -> {settings.get(k)!r}" for k in sorted(set(saved) | set(settings))
-            if saved.get(k) != settings.get(k)]
+            if saved.get(k) != settings.get(k)
+            and not (k not in saved and k in defaults and settings.get(k) == defaults[k])]
 
 
 def save_checkpoint(accelerator, cfg: TrainConfig, update: int, state: dict) -> None:
