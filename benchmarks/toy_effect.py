@@ -113,7 +113,7 @@ def main(argv=None):
     res: dict = {"args": vars(a), "seed": config.get("seed", 0), "times": {}}
     t0 = time.time()
     if not (a.reuse_pairs and (out / "pairs.parquet").is_file()):
-        make_preference_shards(a.base, world, out / "shards", seed=config.get("seed", 0), **config["toy"]["pairs"])
+        make_preference_shards(a.base, world, out / "shards", seed=config.get("seed", 0), **P.toy_pairs_settings(config))
         filter_pairs(out / "shards", out / "pairs.parquet", out / "pairs.json",
                      check_images=bool(config["data"].get("check_images", False)))
     idx = pd.read_parquet(out / "pairs.parquet")

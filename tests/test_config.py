@@ -116,3 +116,23 @@ def test_toy_effect_sets_a_key_of_every_arm_or_of_one():
     assert (d["method"]["name"], d["method"]["t_min"], d["optim"]["learning_rate"], d["max_updates"]) == ("dpo", 0, 1e-4, 30)
     with pytest.raises(ValueError, match=r"^--set 'kto:method\.beta=1': no arm 'kto' \(--arms: inpo,dpo\)$"):
         te.arm_overrides(["kto:method.beta=1"], ["inpo", "dpo"])
+
+
+def test_toy_pairs_sample_as_the_evaluation_unless_set():
+    """toy.pairs' sampler (steps, CFG, scheduler) is evaluation.generation's unless toy.pairs sets it;
+    the toy stages' tracked settings hold everything their scripts read."""
+    from inpo.experiment import toy_pairs_settings, toy_settings
+
+    config = {"seed": 3, "toy": {"scene": {"backgrounds": ["dark"]}, "pairs": {"n_prompts": 8, "guidance_scale": 5.0}},
+              "evaluation": {"generation": {"steps": 12, "guidance_scale": 7.5, "scheduler": "euler", "batch_size": 100}}}
+    assert toy_pairs_settings(config) == {"steps": 12, "guidance_scale": 5.0, "scheduler": "euler", "n_prompts": 8}
+    assert toy_settings(config, "pairs") == {"scene": {"backgrounds": ["dark"]}, "seed": 3,
+                                             "pairs": toy_pairs_settings(config)}
+    assert toy_settings(config, "init") == {"toy": {"scene": {"backgrounds": ["dark"]}, "model": {}, "vae": {}}, "seed": 3}
+    with pytest.raises(ValueError, match="stage must be 'init' or 'pairs', got 'base'"):
+        toy_settings(config, "base")
+    # the toy config: its pairs are drawn as its evaluation draws
+    toy = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())
+    gen = toy["evaluation"]["generation"]
+    assert {k: toy_pairs_settings(toy)[k] for k in ("steps", "guidance_scale", "scheduler")} == \
+        {k: gen[k] for k in ("steps", "guidance_scale", "scheduler")}

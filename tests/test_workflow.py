@@ -77,6 +77,30 @@ def test_editing_one_ablation_row_retrains_only_that_run(smoke_run):
         sheet.write_text(original)
 
 
+
+@pytest.mark.parametrize("edit, reruns, keeps", [
+    # (old text, new text) in config/smoke.yaml; the toy stages the dry run must plan again / must not
+    (("n_prompts: 24", "n_prompts: 20"), {"toy_pairs"}, {"toy_init", "prompts"}),
+    (("vae: {steps: 20,", "vae: {steps: 21,"), {"toy_init", "toy_pairs"}, {"prompts"}),
+    # the pairs' sampler is the evaluation's (toy.pairs does not set it): one edit moves both
+    (("generation: {steps: 4,", "generation: {steps: 5,"), {"toy_pairs", "generate"}, {"toy_init"}),
+])
+def test_editing_the_toy_config_reruns_the_stages_it_feeds(smoke_run, edit, reruns, keeps):
+    """toy_init and toy_pairs read the config: their rules take what they read as params, so that an
+    edit of toy.* (or of the sampler the pairs share with the evaluation) reruns them; a script's own reads
+    of snakemake.config are invisible to Snakemake's rerun triggers."""
+    work = smoke_run
+    smoke = work / "config" / "smoke.yaml"
+    original = smoke.read_text()
+    assert edit[0] in original
+    try:
+        smoke.write_text(original.replace(*edit))
+        planned = {rule for rule, _ in planned_jobs(run_snakemake(work, "-n", "all", *SMOKE).stdout)}
+        assert reruns <= planned and not keeps & planned, sorted(planned)
+    finally:
+        smoke.write_text(original)
+
+
 # the paper's families (config/paper.yaml): models evaluated, prompt sets x shards, evaluators
 SD15_RUNS = {"sft", "inpo", "dpo", "kto", "beta-1000", "beta-5000", "beta-10000", "inv-steps-3", "inv-steps-5",
              "inv-steps-30", "inv-cfg-1", "inv-cfg-5", "inv-cfg-7.5", "t-last-900", "t-last-800", "t-last-700",

@@ -372,6 +372,31 @@ def toy_init(out_dir: str | Path, *, toy: dict, seed: int = 0) -> dict:
     return metrics
 
 
+PAIRS_SAMPLER_KEYS = ("steps", "guidance_scale", "scheduler")
+"""Keys of ``toy.pairs`` that default to ``evaluation.generation``'s: the pairs are the base's samples as
+evaluated."""
+
+
+def toy_pairs_settings(config: dict) -> dict:
+    """``toy.pairs`` with its sampler (:data:`PAIRS_SAMPLER_KEYS`) taken from ``evaluation.generation``
+    where ``toy.pairs`` does not set it: the keyword arguments of :func:`inpo.data.toy.make_preference_shards`."""
+    gen = config.get("evaluation", {}).get("generation", {})
+    pairs = dict(config.get("toy", {}).get("pairs") or {})
+    return {**{k: gen[k] for k in PAIRS_SAMPLER_KEYS if k in gen}, **pairs}
+
+
+def toy_settings(config: dict, stage: str) -> dict:
+    """What a toy stage's output depends on in the config (``stage``: ``init`` or ``pairs``), passed to its
+    rule as ``params`` so that Snakemake reruns the stage when any of it changes (a script's reads of
+    ``snakemake.config`` are not tracked)."""
+    toy = config.get("toy", {})
+    if stage == "init":
+        return {"toy": {k: toy.get(k) or {} for k in ("scene", "model", "vae")}, "seed": int(config.get("seed", 0))}
+    if stage == "pairs":
+        return {"scene": toy.get("scene") or {}, "pairs": toy_pairs_settings(config), "seed": int(config.get("seed", 0))}
+    raise ValueError(f"toy_settings: stage must be 'init' or 'pairs', got {stage!r}")
+
+
 def reset_images_if_settings_changed(out_dir: str | Path, settings: dict, shard: tuple[int, int],
                                      indices) -> int:
     """Generation resumes by skipping finished PNGs, so a change of model or sampler settings must

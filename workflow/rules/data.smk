@@ -110,5 +110,6 @@ rule prompts:
         results("logs/prompts_{prompt_set}.log"),
     params:
         spec=lambda w: config["evaluation"]["prompt_sets"][w.prompt_set],
+        scene=config.get("toy", {}).get("scene"),  # the toy world's captions (tracked: a change redraws the prompts)
     script:
         "../scripts/prompts.py"

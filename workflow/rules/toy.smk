@@ -6,6 +6,8 @@ rule toy_init:
     """Random tiny SD-shaped pipeline (real classes) with its VAE pretrained on toy images."""
     output:
         results("models/toy_init/model_index.json"),
+    params:
+        settings=P.toy_settings(config, "init"),  # tracked: a change of toy.scene / model / vae or seed reruns it
     conda:
         "../../envs/inpo.yaml"
     log:
@@ -27,6 +29,7 @@ rule toy_pairs:
         manifest=results("data/pickapic/manifest.json"),
     params:
         base=lambda w, input: str(Path(input.base).parent),  # the base's diffusers folder
+        settings=P.toy_settings(config, "pairs"),  # toy.pairs, its sampler defaulting to evaluation.generation's
     conda:
         "../../envs/inpo.yaml"
     log:

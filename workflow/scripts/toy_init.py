@@ -5,5 +5,5 @@ from pathlib import Path  # noqa: E402
 
 from inpo.experiment import toy_init  # noqa: E402
 
-cfg = snakemake.config  # noqa: F821
-toy_init(Path(snakemake.output[0]).parent, toy=cfg.get("toy", {}), seed=cfg.get("seed", 0))  # noqa: F821
+p = snakemake.params.settings  # noqa: F821  (inpo.experiment.toy_settings(config, "init"))
+toy_init(Path(snakemake.output[0]).parent, toy=p["toy"], seed=p["seed"])  # noqa: F821

@@ -6,11 +6,8 @@ from pathlib import Path  # noqa: E402
 
 from inpo.data.toy import ToyWorld, make_preference_shards  # noqa: E402
 
-cfg = snakemake.config  # noqa: F821
-toy = cfg.get("toy", {})
+p = snakemake.params.settings  # noqa: F821  (inpo.experiment.toy_settings(config, "pairs"))
 out = Path(snakemake.output.manifest).parent  # noqa: F821
-manifest = make_preference_shards(
-    snakemake.params.base, ToyWorld.from_dict(toy.get("scene")), out, seed=cfg.get("seed", 0),  # noqa: F821
-    **toy.get("pairs", {}),
-)
+manifest = make_preference_shards(snakemake.params.base, ToyWorld.from_dict(p["scene"]), out, seed=p["seed"],  # noqa: F821
+                                  **p["pairs"])
 Path(snakemake.output.manifest).write_text(json.dumps(manifest, indent=2, default=str))  # noqa: F821
