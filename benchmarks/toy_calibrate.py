@@ -12,7 +12,8 @@ The DAG's first two stages with the workflow config's own recipe, stage by stage
    hidden reward, against the base's training images (:func:`inpo.data.toy.base_quality`, the
    table the DAG writes as ``tables/toy_base_quality.csv``). Target ratio >= 0.9.
 
-Calibration prompts are the world's captions in turn with seeds 777 + i (not the evaluation set).
+Calibration prompts are the world's captions in turn with seeds 777 + i (not the evaluation set);
+``--eval-prompts`` samples the evaluation's own prompts and noise instead (the DAG's reported ratio).
 ``--patch`` is a JSON merge patch on the config (e.g. ``'{"toy": {"model": {"unet_block_channels":
 [64, 128]}}}'``); ``--set key=value`` changes a dotted TrainConfig key of the base run.
 
@@ -37,6 +38,25 @@ from inpo import experiment as P  # noqa: E402
 from inpo.data.toy import ToyWorld, base_quality, sample_base_images  # noqa: E402
 
 
+def eval_samples(config: dict, base: Path, out_dir: Path, n: int, guidance_scale: float):
+    """(captions, images) of the base on the first ``n`` prompts of the evaluation's first prompt set, drawn as
+    rule ``generate`` draws them (same function, noise seeds and sampler)."""
+    import shutil
+
+    from PIL import Image
+
+    from inpo.generate import generate_images, image_path
+
+    g = config["evaluation"]["generation"]
+    prompts = P.load_prompts(config, next(iter(config["evaluation"]["prompt_sets"]))).head(n)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    generate_images(base, prompts, out_dir, num_inference_steps=g["steps"], guidance_scale=guidance_scale,
+                    seed_base=P.generation_seed_base(config), batch_size=g.get("batch_size", 4),
+                    scheduler=g.get("scheduler"), progress=False)
+    imgs = [np.asarray(Image.open(image_path(out_dir, i)).convert("RGB")) for i in prompts["index"]]
+    return list(prompts["prompt"]), imgs
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", nargs="+", default=["config/config.yaml"],
@@ -49,6 +69,9 @@ def main(argv=None):
     ap.add_argument("--unet-steps", default="400,800,1200", help="comma-separated evaluation points")
     ap.add_argument("--cfg", type=float, nargs="*", help="guidance scales (default: the evaluation's)")
     ap.add_argument("--n-eval", type=int, default=120)
+    ap.add_argument("--eval-prompts", action="store_true",
+                    help="sample the evaluation's own prompts and noise (the first --n-eval of its first prompt set, "
+                         "inpo.generate.generate_images): the ratio the DAG's toy_base_quality table reports")
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -87,10 +110,13 @@ def main(argv=None):
         ck = {"unet_steps": k, "unet_wall_s": round(summ.get("wall_s", float("nan")), 1)}
         for c in a.cfg or [g["guidance_scale"]]:
             t = time.time()
-            imgs = sample_base_images(out / "base", caps, [777 + i for i in range(a.n_eval)], steps=g["steps"],
-                                      guidance_scale=c, scheduler=g.get("scheduler"))
+            if a.eval_prompts:
+                caps, imgs = eval_samples(config, out / "base", out / f"eval_{k}_cfg{c:g}", a.n_eval, c)
+            else:
+                imgs = sample_base_images(out / "base", caps, [777 + i for i in range(a.n_eval)], steps=g["steps"],
+                                          guidance_scale=c, scheduler=g.get("scheduler"))
             s = scorer.score(list(imgs), caps)
-            q = base_quality(pd.DataFrame({"prompt_set": "calibration", "evaluator": scorer.name, "score": s}),
+            q = base_quality(pd.DataFrame({"prompt_set": "evaluation" if a.eval_prompts else "calibration", "evaluator": scorer.name, "score": s}),
                              scorer, world, n_train=min(int(d["data"].get("toy_images", 1024)), 2048), seed=seed)
             terms = world.reward_terms(np.stack(imgs), caps)
             ck[f"cfg{c:g}"] = {"ratio": round(float(q["ratio"][0]), 4), "samples": round(float(q["samples_mean"][0]), 4),
