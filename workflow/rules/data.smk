@@ -109,7 +109,6 @@ rule prompts:
     log:
         results("logs/prompts_{prompt_set}.log"),
     params:
-        spec=lambda w: config["evaluation"]["prompt_sets"][w.prompt_set],
-        scene=config.get("toy", {}).get("scene"),  # the toy world's captions (tracked: a change redraws the prompts)
+        spec=lambda w: prompt_set_spec(w.prompt_set),
     script:
         "../scripts/prompts.py"
