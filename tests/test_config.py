@@ -136,3 +136,15 @@ def test_toy_pairs_sample_as_the_evaluation_unless_set():
     gen = toy["evaluation"]["generation"]
     assert {k: toy_pairs_settings(toy)[k] for k in ("steps", "guidance_scale", "scheduler")} == \
         {k: gen[k] for k in ("steps", "guidance_scale", "scheduler")}
+
+
+def test_prompt_set_params_track_the_toy_scene_and_leave_the_paper_as_it_was():
+    """Rule prompts' params: in the toy world the scene its captions come from (an edit redraws the prompts);
+    in the paper the set's entry alone, as before, so that a code update reruns no paper generation."""
+    from inpo.experiment import prompt_set_params
+
+    paper = {"world": "real", "evaluation": {"prompt_sets": {"parti": {"name": "parti", "limit": 8}}}}
+    assert prompt_set_params(paper, "parti") == {"name": "parti", "limit": 8}
+    toy = {"world": "toy", "toy": {"scene": {"backgrounds": ["dark"]}},
+           "evaluation": {"prompt_sets": {"toy": {"n": 400, "seed": 1}}}}
+    assert prompt_set_params(toy, "toy") == {"n": 400, "seed": 1, "toy_scene": {"backgrounds": ["dark"]}}

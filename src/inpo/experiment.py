@@ -283,6 +283,16 @@ def write_yaml(obj: Any, path: str | Path) -> None:
 # --------------------------------------------------------------------------- evaluation
 
 
+def prompt_set_params(config: dict, prompt_set: str) -> Any:
+    """What :func:`load_prompts` reads of the config for ``prompt_set``, as rule ``prompts`` params (so that a
+    change redraws the prompts): the set's entry, and in the toy world the scene whose captions it draws. The
+    paper's params are the entry alone, as before (a code update reruns none of its generation)."""
+    spec = config["evaluation"]["prompt_sets"][prompt_set]
+    if config["world"] != "toy":
+        return spec
+    return {**(spec or {}), "toy_scene": config.get("toy", {}).get("scene")}
+
+
 def load_prompts(config: dict, prompt_set: str) -> pd.DataFrame:
     """The evaluation prompts of ``prompt_set`` (columns ``index, prompt`` and extras)."""
     spec = config["evaluation"]["prompt_sets"][prompt_set] or {}

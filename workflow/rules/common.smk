@@ -39,13 +39,6 @@ for _m in EVAL_MODELS:
     if _m != "base" and _m not in RUNS:
         raise ValueError(f"evaluation.models: {_m!r} is neither 'base' nor a run {sorted(RUNS)}")
 
-def prompt_set_spec(prompt_set):
-    """What rule prompts reads of the config (its params, so that a change redraws the prompts): the set's
-    entry, and in the toy world the scene whose captions it draws (the paper's params stay as they were)."""
-    spec = config["evaluation"]["prompt_sets"][prompt_set]
-    return {**(spec or {}), "toy_scene": config.get("toy", {}).get("scene")} if TOY else spec
-
-
 def res(group):
     """Portable resources of a group of rules (config defaults updated by the group entries).
     `gpu: 0` requests none (a GPU request on a GPU-less node fails at once)."""

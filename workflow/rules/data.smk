@@ -109,6 +109,6 @@ rule prompts:
     log:
         results("logs/prompts_{prompt_set}.log"),
     params:
-        spec=lambda w: prompt_set_spec(w.prompt_set),
+        spec=lambda w: P.prompt_set_params(config, w.prompt_set),
     script:
         "../scripts/prompts.py"
