@@ -116,7 +116,8 @@ def main(argv=None):
                 imgs = sample_base_images(out / "base", caps, [777 + i for i in range(a.n_eval)], steps=g["steps"],
                                           guidance_scale=c, scheduler=g.get("scheduler"))
             s = scorer.score(list(imgs), caps)
-            q = base_quality(pd.DataFrame({"prompt_set": "evaluation" if a.eval_prompts else "calibration", "evaluator": scorer.name, "score": s}),
+            prompt_set = "evaluation" if a.eval_prompts else "calibration"
+            q = base_quality(pd.DataFrame({"prompt_set": prompt_set, "evaluator": scorer.name, "score": s}),
                              scorer, world, n_train=min(int(d["data"].get("toy_images", 1024)), 2048), seed=seed)
             terms = world.reward_terms(np.stack(imgs), caps)
             ck[f"cfg{c:g}"] = {"ratio": round(float(q["ratio"][0]), 4), "samples": round(float(q["samples_mean"][0]), 4),

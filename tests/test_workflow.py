@@ -77,7 +77,6 @@ def test_editing_one_ablation_row_retrains_only_that_run(smoke_run):
         sheet.write_text(original)
 
 
-
 @pytest.mark.parametrize("edit, reruns, keeps", [
     # (old text, new text) in config/smoke.yaml; the toy stages the dry run must plan again / must not
     (("n_prompts: 24", "n_prompts: 20"), {"toy_pairs"}, {"toy_init", "prompts"}),
