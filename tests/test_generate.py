@@ -184,6 +184,28 @@ def test_saved_folder_and_scheduler_name(components, prompts, reference, tmp_pat
         _run(folder, rows, tmp_path / "bad", scheduler="nope")
 
 
+def test_toy_pairs_sample_as_the_evaluation(components, prompts, tmp_path):
+    """One sampler: the toy's preference pairs (``sample_base_images``, seed s) are the images the evaluation
+    draws for prompt index s at ``seed_base=0``, pixel for pixel (same batches: batching moves a pixel by 1 at most)."""
+    from diffusers import StableDiffusionPipeline
+
+    from inpo.data.toy import sample_base_images
+
+    folder = tmp_path / "pipe"
+    StableDiffusionPipeline(**components, safety_checker=None, feature_extractor=None,
+                            requires_safety_checker=False).save_pretrained(folder)
+    rows = prompts.iloc[:4]
+    paths = _run(folder, rows, tmp_path / "eval", batch_size=4, scheduler="euler")
+    pairs = sample_base_images(folder, list(rows["prompt"]), list(rows["index"]), steps=STEPS, guidance_scale=7.5,
+                               batch_size=4, scheduler="euler")
+    assert len(pairs) == 4 and pairs[0].dtype == np.uint8 and pairs[0].shape == (16, 16, 3)
+    for img, path in zip(pairs, paths):
+        np.testing.assert_array_equal(img, _pixels(path).astype(np.uint8))
+    shifted = sample_base_images(folder, list(rows["prompt"][:1]), [int(rows["index"].iloc[0]) + 1], steps=STEPS,
+                                 guidance_scale=7.5, scheduler="euler")
+    assert not np.array_equal(shifted[0], pairs[0])  # the seed is the noise
+
+
 def test_bad_arguments(components, prompts, tmp_path):
     with pytest.raises(ValueError, match="shard"):
         _run(components, prompts, tmp_path, shard=(3, 3))

@@ -141,6 +141,40 @@ def set_scheduler(pipe, scheduler) -> None:
     pipe.scheduler = scheduler
 
 
+def sample_images(
+    pipe: Any,
+    prompts: Sequence[str],
+    seeds: Sequence[int],
+    *,
+    num_inference_steps: int,
+    guidance_scale: float,
+    height: int,
+    width: int,
+) -> list[Image.Image]:
+    """One image per ``(prompt, seed)`` from a loaded pipeline, in one batch: the initial noise of
+    :func:`initial_latents` ``(seed)`` and the same generator for any stochastic scheduler step. The
+    sampler of the evaluation (:func:`generate_images`) and of the toy's preference pairs
+    (:func:`inpo.data.toy.sample_base_images`)."""
+    if len(prompts) != len(seeds):
+        raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
+    sf = pipe.vae_scale_factor
+    shape = (pipe.unet.config.in_channels, height // sf, width // sf)
+    noise, gens = zip(*(initial_latents(s, shape) for s in seeds))
+    latents = torch.stack(noise).to(pipe.device, pipe.unet.dtype)
+    with torch.inference_mode():
+        return pipe(
+            prompt=list(prompts),
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            height=height,
+            width=width,
+            latents=latents,
+            generator=list(gens),
+            num_images_per_prompt=1,
+            output_type="pil",
+        ).images
+
+
 def generate_images(
     pipeline_path_or_components: Any,
     prompts: pd.DataFrame,
@@ -193,26 +227,14 @@ def generate_images(
     width = width or pipe.unet.config.sample_size * sf
     if height % sf or width % sf:
         raise ValueError(f"height/width must be multiples of the VAE scale factor {sf}")
-    shape = (pipe.unet.config.in_channels, height // sf, width // sf)
 
     bar = tqdm(total=len(rows), initial=len(rows) - len(todo), disable=not progress,
                desc=f"generate {out_dir.name} shard {shard[0]}/{shard[1]}", unit="img")
     for start in range(0, len(todo), batch_size):
         batch = todo[start : start + batch_size]
-        noise, gens = zip(*(initial_latents(i, shape, seed_base) for i, _, _ in batch))
-        latents = torch.stack(noise).to(device, dtype)
-        with torch.inference_mode():
-            images = pipe(
-                prompt=[p for _, p, _ in batch],
-                num_inference_steps=num_inference_steps,
-                guidance_scale=guidance_scale,
-                height=height,
-                width=width,
-                latents=latents,
-                generator=list(gens),
-                num_images_per_prompt=1,
-                output_type="pil",
-            ).images
+        images = sample_images(pipe, [p for _, p, _ in batch], [seed_base + i for i, _, _ in batch],
+                               num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+                               height=height, width=width)
         for (_, _, path), im in zip(batch, images):
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             im.save(tmp, format="PNG")

@@ -405,9 +405,11 @@ def sample_base_images(
 
     ``scheduler`` is a name of :data:`inpo.generate.SCHEDULERS` (``None``: the pipeline's own). Use
     the sampler the evaluation uses, so that the pairs are the model's own samples as evaluated
-    (on the toy base, DDIM-20 draws at about 0.33 hidden reward and Euler-20 at about 0.51).
+    (on the toy base, DDIM-20 draws at about 0.33 hidden reward and Euler-20 at about 0.51). The
+    sampler is the evaluation's (:func:`inpo.generate.sample_images`): seed ``s`` gives the image that
+    :func:`inpo.generate.generate_images` draws for prompt index ``s`` with ``seed_base=0``.
     """
-    from ..generate import load_pipeline, set_scheduler
+    from ..generate import load_pipeline, sample_images, set_scheduler
 
     pipe = load_pipeline(str(pipeline_dir), "sd15")
     set_scheduler(pipe, scheduler)
@@ -415,18 +417,9 @@ def sample_base_images(
     size = height or pipe.unet.config.sample_size * pipe.vae_scale_factor
     out: list[np.ndarray] = []
     for s in range(0, len(captions), batch_size):
-        caps = list(captions[s : s + batch_size])
-        gens = [torch.Generator().manual_seed(int(x)) for x in seeds[s : s + batch_size]]
-        res = pipe(
-            caps,
-            num_inference_steps=steps,
-            guidance_scale=guidance_scale,
-            generator=gens,
-            height=size,
-            width=size,
-            output_type="np",
-        ).images
-        out.extend(list(np.clip(np.round(res * 255), 0, 255).astype(np.uint8)))
+        out.extend(np.asarray(im.convert("RGB")) for im in sample_images(
+            pipe, captions[s : s + batch_size], seeds[s : s + batch_size], num_inference_steps=steps,
+            guidance_scale=guidance_scale, height=size, width=size))
     return out
 
 
