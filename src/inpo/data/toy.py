@@ -405,9 +405,9 @@ def sample_base_images(
 
     ``scheduler`` is a name of :data:`inpo.generate.SCHEDULERS` (``None``: the pipeline's own). Use
     the sampler the evaluation uses, so that the pairs are the model's own samples as evaluated
-    (on the toy base, DDIM-20 draws at about 0.33 hidden reward and Euler-20 at about 0.51). The
-    sampler is the evaluation's (:func:`inpo.generate.sample_images`): seed ``s`` gives the image that
-    :func:`inpo.generate.generate_images` draws for prompt index ``s`` with ``seed_base=0``.
+    (on the toy base, DDIM-20 draws at about 0.33 hidden reward and Euler-20 at about 0.51). Noise and
+    pipeline call are the evaluation's (:func:`inpo.generate.sample_images`): seed ``s`` gives the image
+    that :func:`inpo.generate.generate_images` draws for prompt index ``s`` with ``seed_base=0``.
     """
     from ..generate import load_pipeline, sample_images, set_scheduler
 
